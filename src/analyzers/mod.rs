@@ -1,0 +1,50 @@
+//! Analyzers: consume a connection's reassembled bytes per direction, keep owned facts.
+//!
+//! [`ConnAnalyzer`] is the flow table's [`StreamHandler`]: it hands each direction's bytes
+//! to the TLS analyzer and keeps the first bytes of each direction for cleartext
+//! recognition. It knows nothing of packets or of classification.
+
+pub mod plain;
+pub mod tls;
+
+use crate::flow::{Chunk, Ctx, Dir, StreamHandler};
+use tls::TlsAnalyzer;
+
+/// All analyzers of one connection.
+#[derive(Debug, Default)]
+pub struct ConnAnalyzer {
+    /// TLS facts.
+    pub tls: TlsAnalyzer,
+    /// First bytes of each direction (never reported; used to name the protocol).
+    heads: [Vec<u8>; 2],
+    /// The head of a direction is complete (full, or broken by a gap).
+    head_done: [bool; 2],
+}
+
+impl ConnAnalyzer {
+    /// First bytes of a direction's stream.
+    pub fn head(&self, dir: Dir) -> &[u8] {
+        &self.heads[dir.idx()]
+    }
+}
+
+impl StreamHandler for ConnAnalyzer {
+    fn on_chunk(&mut self, dir: Dir, chunk: Chunk<'_>, ctx: &Ctx) {
+        let i = dir.idx();
+        if !self.head_done[i] {
+            match chunk {
+                Chunk::Data(d) => {
+                    let room = plain::HEAD_MAX - self.heads[i].len();
+                    self.heads[i].extend_from_slice(&d[..d.len().min(room)]);
+                    self.head_done[i] = self.heads[i].len() >= plain::HEAD_MAX;
+                }
+                Chunk::Gap(_) => self.head_done[i] = !self.heads[i].is_empty(),
+            }
+        }
+        self.tls.on_chunk(dir, chunk, ctx);
+    }
+
+    fn wants(&self, dir: Dir) -> bool {
+        !self.head_done[dir.idx()] || self.tls.wants(dir)
+    }
+}

@@ -1,0 +1,107 @@
+//! Cleartext protocol recognition from the first bytes of each direction.
+//!
+//! Only names the protocol; it never keeps or reports header values.
+
+/// Bytes of each direction's stream start kept for recognition.
+pub const HEAD_MAX: usize = 512;
+
+fn starts_ci(b: &[u8], prefix: &[u8]) -> bool {
+    b.len() >= prefix.len() && b[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+fn contains_ci(b: &[u8], needle: &[u8]) -> bool {
+    b.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+const HTTP_METHODS: [&[u8]; 9] =
+    [b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE "];
+
+/// The first line of `b` is an HTTP/1.x request.
+pub fn is_http_request(b: &[u8]) -> bool {
+    let line = b.split(|&c| c == b'\n').next().unwrap_or_default();
+    HTTP_METHODS.iter().any(|m| b.starts_with(m)) && contains_ci(line, b" HTTP/1.")
+}
+
+/// HTTP/2 connection preface (prior knowledge).
+pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Names the cleartext protocol of a connection from the heads of its two directions
+/// (client first when known). Returns `None` when nothing matches.
+pub fn detect(client: &[u8], server: &[u8]) -> Option<&'static str> {
+    for (c, s) in [(client, server), (server, client)] {
+        if c.starts_with(H2_PREFACE) {
+            return Some("h2c");
+        }
+        if is_http_request(c) {
+            if contains_ci(c, b"\r\nupgrade: h2c") && s.starts_with(b"HTTP/1.1 101") {
+                return Some("h2c");
+            }
+            return Some("http/1.x");
+        }
+        if s.starts_with(b"HTTP/1.") && c.is_empty() {
+            return Some("http/1.x");
+        }
+    }
+    for (c, s) in [(client, server), (server, client)] {
+        if s.starts_with(b"SSH-") || c.starts_with(b"SSH-") {
+            return Some("ssh");
+        }
+        if s.starts_with(b"220") && (starts_ci(c, b"EHLO") || starts_ci(c, b"HELO") || contains_ci(s, b"SMTP")) {
+            return Some("smtp");
+        }
+        if s.starts_with(b"220") && (starts_ci(c, b"USER ") || starts_ci(c, b"AUTH ") || contains_ci(s, b"FTP")) {
+            return Some("ftp");
+        }
+        if s.starts_with(b"+OK") {
+            return Some("pop3");
+        }
+        if s.starts_with(b"* OK") {
+            return Some("imap");
+        }
+        if starts_ci(c, b"<?xml") || starts_ci(c, b"<stream:stream") {
+            return Some("xmpp");
+        }
+        if starts_ci(c, b"NICK ") || starts_ci(c, b"CAP LS") || starts_ci(c, b"PASS ") {
+            return Some("irc");
+        }
+        if c.starts_with(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f]) || (c.len() >= 8 && c[4..8] == [0, 3, 0, 0]) {
+            return Some("postgresql");
+        }
+        if s.len() >= 5 && s[3] == 0 && s[4] == 10 && usize::from(s[0]) + 4 <= s.len() + 4 && c.len() >= 4 {
+            return Some("mysql");
+        }
+        if c.first() == Some(&b'*') && c.get(1).is_some_and(u8::is_ascii_digit) {
+            return Some("redis");
+        }
+    }
+    None
+}
+
+/// Whether `b` is mostly printable text (a hint that an unknown protocol is cleartext).
+pub fn looks_textual(b: &[u8]) -> bool {
+    !b.is_empty()
+        && b.iter().filter(|&&c| c == b'\r' || c == b'\n' || c == b'\t' || (0x20..0x7f).contains(&c)).count() * 10
+            >= b.len() * 9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognizes() {
+        assert_eq!(detect(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b"HTTP/1.1 200 OK\r\n"), Some("http/1.x"));
+        assert_eq!(detect(b"HTTP/1.1 200 OK\r\n", b"GET /x HTTP/1.0\r\n"), Some("http/1.x"));
+        assert_eq!(detect(H2_PREFACE, b""), Some("h2c"));
+        assert_eq!(
+            detect(b"GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n", b"HTTP/1.1 101 Switching Protocols\r\n"),
+            Some("h2c")
+        );
+        assert_eq!(detect(b"EHLO me\r\n", b"220 mx ESMTP\r\n"), Some("smtp"));
+        assert_eq!(detect(b"CAPA\r\n", b"+OK ready\r\n"), Some("pop3"));
+        assert_eq!(detect(b"SSH-2.0-x\r\n", b""), Some("ssh"));
+        assert_eq!(detect(&[0x16, 3, 1], &[0x16, 3, 3]), None);
+        assert!(looks_textual(b"hello\r\n"));
+        assert!(!looks_textual(&[0, 1, 2, 3]));
+    }
+}

@@ -1,0 +1,636 @@
+//! TLS analyzer: finds TLS by content in each direction's bytes and keeps handshake facts.
+//!
+//! Per direction it runs a small machine: `Sniff` (look for a TLS record at the stream
+//! start, an SSL 2.0 hello, or a handshake record after a plaintext preamble such as
+//! STARTTLS or HTTP CONNECT), then `Tls` (frame records; reassemble handshake messages
+//! across records under a cap; skip encrypted bodies without buffering them), or
+//! `NotTls`. A gap in the bytes is survived when it falls inside a skipped body, and
+//! otherwise resynchronizes at the next record header or gives up for that direction.
+//! Every malformed input becomes a counted anomaly, never a panic.
+
+pub mod cert;
+pub mod hello;
+pub mod ja4;
+pub mod names;
+
+use crate::capture::Timestamp;
+use crate::flow::{Chunk, Ctx, Dir};
+use cert::CertSummary;
+use hello::{ClientHello, ServerHello};
+
+/// Largest record body accepted (2^14 plus the expansion TLS allows).
+const MAX_RECORD_LEN: usize = 16384 + 2048;
+/// Bytes searched for a TLS start before a direction is declared not TLS.
+const SNIFF_MAX: usize = 16 * 1024;
+/// Largest handshake message reassembled (certificate chains included).
+const MAX_HANDSHAKE_MSG: usize = 128 * 1024;
+/// Certificates of the server chain summarized.
+const MAX_CERTS: usize = 8;
+/// Record headers remembered per direction (sizes feed later heuristics).
+pub const MAX_RECORD_SIGS: usize = 32;
+
+/// A plaintext alert.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alert {
+    /// Direction it was sent in.
+    pub dir: Dir,
+    /// 1 warning, 2 fatal.
+    pub level: u8,
+    /// Description code.
+    pub description: u8,
+    /// Frame that completed the alert record.
+    pub frame: u64,
+}
+
+/// Header of one record as seen on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordSig {
+    /// Content type (20 CCS, 21 alert, 22 handshake, 23 application data).
+    pub content_type: u8,
+    /// Body length.
+    pub len: u16,
+    /// The body is encrypted.
+    pub encrypted: bool,
+    /// Frame that carried the header.
+    pub frame: u64,
+    /// Its time.
+    pub ts: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Sniff,
+    Tls,
+    /// Lost sync after a gap; the next byte must start a record.
+    Resync,
+    NotTls,
+}
+
+#[derive(Debug)]
+struct DirState {
+    mode: Mode,
+    /// Unconsumed bytes: the sniffed prefix, or the current record.
+    buf: Vec<u8>,
+    /// Handshake bytes not yet forming a whole message.
+    hs: Vec<u8>,
+    /// Bytes of an encrypted record body still to pass over.
+    skip: usize,
+    /// Handshake records in this direction are encrypted from here on.
+    encrypted: bool,
+    /// Bytes before the first TLS record (a STARTTLS or CONNECT preamble).
+    preamble: u64,
+    /// Stream offset of the next byte fed.
+    offset: u64,
+    /// Stream offset of `buf[0]` while sniffing.
+    buf_start: u64,
+    /// Records seen.
+    records: u64,
+    /// Records seen after encryption started.
+    encrypted_records: u64,
+    /// The first record headers.
+    sigs: Vec<RecordSig>,
+}
+
+impl DirState {
+    fn new() -> DirState {
+        DirState {
+            mode: Mode::Sniff,
+            buf: Vec::new(),
+            hs: Vec::new(),
+            skip: 0,
+            encrypted: false,
+            preamble: 0,
+            offset: 0,
+            buf_start: 0,
+            records: 0,
+            encrypted_records: 0,
+            sigs: Vec::new(),
+        }
+    }
+}
+
+/// Facts the TLS analyzer found in one connection.
+#[derive(Debug, Default)]
+pub struct TlsFacts {
+    /// Direction that sent the ClientHello.
+    pub client_dir: Option<Dir>,
+    /// Direction that sent the ServerHello.
+    pub server_dir: Option<Dir>,
+    /// The first ClientHello.
+    pub client_hello: Option<ClientHello>,
+    /// ClientHellos seen (2 after a HelloRetryRequest).
+    pub client_hellos: u32,
+    /// Frame of the first ClientHello's last byte.
+    pub client_hello_frame: Option<u64>,
+    /// The final ServerHello.
+    pub server_hello: Option<ServerHello>,
+    /// A HelloRetryRequest.
+    pub hello_retry: Option<ServerHello>,
+    /// Plaintext alerts.
+    pub alerts: Vec<Alert>,
+    /// The server asked for a client certificate.
+    pub certificate_request: bool,
+    /// Certificates in the client's Certificate message, when one was sent (TLS ≤ 1.2).
+    pub client_certificates: Option<usize>,
+    /// The server's chain, when visible (TLS ≤ 1.2).
+    pub server_certificates: Vec<CertSummary>,
+    /// Certificates in the server's Certificate message, if one was seen.
+    pub server_certificate_count: Option<usize>,
+    /// The server sent ServerKeyExchange or ServerHelloDone (a full TLS ≤ 1.2 handshake).
+    pub server_full_handshake: bool,
+    /// The server issued a session ticket.
+    pub session_ticket_issued: bool,
+    /// ChangeCipherSpec seen per direction.
+    pub change_cipher_spec: [bool; 2],
+    /// Encrypted alert records (type 21 longer than 2 bytes) per direction.
+    pub encrypted_alerts: [u32; 2],
+    /// Application data records per direction.
+    pub app_data_records: [u64; 2],
+    /// Malformed TLS seen (bad record header, undecodable hello, oversize message).
+    pub malformed: u32,
+    /// Resynchronizations after a gap broke record framing.
+    pub desyncs: u32,
+}
+
+/// The TLS analyzer of one connection.
+#[derive(Debug)]
+pub struct TlsAnalyzer {
+    dirs: [DirState; 2],
+    facts: TlsFacts,
+}
+
+impl Default for TlsAnalyzer {
+    fn default() -> TlsAnalyzer {
+        TlsAnalyzer { dirs: [DirState::new(), DirState::new()], facts: TlsFacts::default() }
+    }
+}
+
+/// Whether `h` is a plausible record header (type, version, length).
+fn valid_header(h: &[u8]) -> bool {
+    h.len() >= 5
+        && (20..=24).contains(&h[0])
+        && h[1] == 3
+        && h[2] <= 4
+        && usize::from(u16::from_be_bytes([h[3], h[4]])) <= MAX_RECORD_LEN
+}
+
+/// Whether `b` starts a handshake record carrying a ClientHello or ServerHello:
+/// `16 03 0v LL LL 01|02 HH HH HH 03 0v`. `None` when more bytes are needed to tell.
+fn hello_record_at(b: &[u8]) -> Option<bool> {
+    let checks: [(usize, fn(u8) -> bool); 6] = [
+        (0, |x| x == 0x16),
+        (1, |x| x == 3),
+        (2, |x| x <= 4),
+        (5, |x| x == 1 || x == 2),
+        (6, |x| x == 0),
+        (9, |x| x == 3 || x == 0x7f),
+    ];
+    for (i, ok) in checks {
+        if !ok(*b.get(i)?) {
+            return Some(false);
+        }
+    }
+    Some(valid_header(b))
+}
+
+impl TlsAnalyzer {
+    /// Facts so far.
+    pub fn facts(&self) -> &TlsFacts {
+        &self.facts
+    }
+
+    /// Takes the facts out at the end of the flow.
+    pub fn into_facts(self) -> TlsFacts {
+        self.facts
+    }
+
+    /// TLS (or SSL 2.0) was found in at least one direction.
+    pub fn is_tls(&self) -> bool {
+        self.dirs.iter().any(|d| d.records > 0) || self.facts.client_hello.is_some() || self.facts.server_hello.is_some()
+    }
+
+    /// Bytes of plaintext before TLS started, per direction (STARTTLS, CONNECT).
+    pub fn preamble(&self, dir: Dir) -> u64 {
+        let d = &self.dirs[dir.idx()];
+        if d.records > 0 { d.preamble } else { 0 }
+    }
+
+    /// First record headers of a direction.
+    pub fn record_sigs(&self, dir: Dir) -> &[RecordSig] {
+        &self.dirs[dir.idx()].sigs
+    }
+
+    /// Whether more bytes of `dir` could still add facts.
+    pub fn wants(&self, dir: Dir) -> bool {
+        let d = &self.dirs[dir.idx()];
+        match d.mode {
+            Mode::Sniff | Mode::Resync => true,
+            Mode::Tls => !(d.encrypted && d.encrypted_records as usize >= MAX_RECORD_SIGS),
+            Mode::NotTls => false,
+        }
+    }
+
+    /// Feeds one chunk of `dir`'s stream.
+    pub fn on_chunk(&mut self, dir: Dir, chunk: Chunk<'_>, ctx: &Ctx) {
+        match chunk {
+            Chunk::Data(data) => {
+                let mode = self.dirs[dir.idx()].mode;
+                match mode {
+                    Mode::Sniff => self.sniff(dir, data, ctx),
+                    Mode::Resync => {
+                        let d = &mut self.dirs[dir.idx()];
+                        let mut head = std::mem::take(&mut d.buf);
+                        head.extend_from_slice(&data[..data.len().min(5 - head.len().min(5))]);
+                        if head.len() < 5 && head.len() == data.len() {
+                            d.buf = head;
+                            return;
+                        }
+                        d.buf.clear();
+                        if valid_header(&head) || head.len() < 5 {
+                            d.mode = Mode::Tls;
+                            self.feed(dir, data, ctx);
+                        } else {
+                            self.facts.desyncs += 1;
+                            self.give_up(dir);
+                        }
+                    }
+                    Mode::Tls => self.feed(dir, data, ctx),
+                    Mode::NotTls => {}
+                }
+                let d = &mut self.dirs[dir.idx()];
+                d.offset += data.len() as u64;
+            }
+            Chunk::Gap(n) => self.gap(dir, n),
+        }
+    }
+
+    fn give_up(&mut self, dir: Dir) {
+        let d = &mut self.dirs[dir.idx()];
+        d.mode = Mode::NotTls;
+        d.buf = Vec::new();
+        d.hs = Vec::new();
+    }
+
+    fn gap(&mut self, dir: Dir, n: u64) {
+        let d = &mut self.dirs[dir.idx()];
+        d.offset += n;
+        match d.mode {
+            Mode::Sniff => d.buf.clear(),
+            Mode::Tls if d.skip as u64 >= n => d.skip -= n as usize,
+            Mode::Tls => {
+                // Bytes of the current record are lost; drop it, and find the next header.
+                let mut n = n - d.skip as u64;
+                d.skip = 0;
+                if d.buf.len() >= 5 {
+                    let need = 5 + usize::from(u16::from_be_bytes([d.buf[3], d.buf[4]])) - d.buf.len();
+                    if (need as u64) > n {
+                        d.skip = need - n as usize;
+                        n = 0;
+                    } else {
+                        n -= need as u64;
+                    }
+                }
+                d.buf.clear();
+                d.hs.clear();
+                if n > 0 {
+                    d.mode = Mode::Resync;
+                }
+            }
+            Mode::Resync | Mode::NotTls => {}
+        }
+    }
+
+    /// Looks for the start of TLS in a direction that has not shown it yet.
+    fn sniff(&mut self, dir: Dir, data: &[u8], ctx: &Ctx) {
+        let d = &mut self.dirs[dir.idx()];
+        if d.buf.is_empty() {
+            d.buf_start = d.offset;
+        }
+        let room = SNIFF_MAX.saturating_sub(d.buf.len());
+        d.buf.extend_from_slice(&data[..data.len().min(room)]);
+        let buf = std::mem::take(&mut d.buf);
+        // SSL 2.0 hellos only at the very start of a stream.
+        if d.buf_start == 0 {
+            if hello::looks_like_sslv2_client_hello(&buf) {
+                match hello::parse_sslv2_client_hello(&buf) {
+                    Some((ch, used)) => {
+                        self.client_hello(dir, ch, ctx);
+                        let d = &mut self.dirs[dir.idx()];
+                        d.records += 1;
+                        d.mode = Mode::Tls;
+                        let rest = buf[used.min(buf.len())..].to_vec();
+                        self.feed(dir, &rest, ctx);
+                    }
+                    None if hello::sslv2_record(&buf).is_none() && buf.len() < SNIFF_MAX => {
+                        self.dirs[dir.idx()].buf = buf;
+                    }
+                    None => self.give_up(dir),
+                }
+                return;
+            }
+            if hello::looks_like_sslv2_server_hello(&buf) {
+                if let Some(sh) = hello::parse_sslv2_server_hello(&buf) {
+                    self.facts.server_dir = Some(dir);
+                    self.facts.server_hello.get_or_insert(sh);
+                    self.dirs[dir.idx()].records += 1;
+                }
+                self.give_up(dir);
+                return;
+            }
+        }
+        // A record at the start: a handshake, or (midstream) any record type.
+        let at_start = valid_header(&buf) && (buf[0] != 0x16 || hello_record_at(&buf) != Some(false));
+        let start = if at_start {
+            Some(0)
+        } else {
+            let mut found = None;
+            let mut pending = false;
+            for i in memchr_all(0x16, &buf) {
+                match hello_record_at(&buf[i..]) {
+                    Some(true) => {
+                        found = Some(i);
+                        break;
+                    }
+                    Some(false) => {}
+                    None => {
+                        pending = true;
+                        break;
+                    }
+                }
+            }
+            if found.is_none() && !pending && buf.len() >= SNIFF_MAX {
+                self.give_up(dir);
+                return;
+            }
+            found
+        };
+        match start {
+            Some(i) => {
+                let d = &mut self.dirs[dir.idx()];
+                d.preamble = d.buf_start + i as u64;
+                d.mode = Mode::Tls;
+                self.feed(dir, &buf[i..], ctx);
+            }
+            None => self.dirs[dir.idx()].buf = buf,
+        }
+    }
+
+    /// Frames records out of `data` (following whatever is buffered).
+    fn feed(&mut self, dir: Dir, mut data: &[u8], ctx: &Ctx) {
+        while !data.is_empty() && self.dirs[dir.idx()].mode == Mode::Tls {
+            let d = &mut self.dirs[dir.idx()];
+            if d.skip > 0 {
+                let n = d.skip.min(data.len());
+                d.skip -= n;
+                data = &data[n..];
+                continue;
+            }
+            if d.buf.len() < 5 {
+                let take = (5 - d.buf.len()).min(data.len());
+                d.buf.extend_from_slice(&data[..take]);
+                data = &data[take..];
+                if d.buf.len() < 5 {
+                    return;
+                }
+                if !valid_header(&d.buf) {
+                    self.facts.malformed += 1;
+                    self.give_up(dir);
+                    return;
+                }
+                let (ctype, len) = (d.buf[0], u16::from_be_bytes([d.buf[3], d.buf[4]]));
+                let encrypted = ctype == 23 || ctype == 24 || (d.encrypted && (ctype == 22 || (ctype == 21 && len != 2)));
+                d.records += 1;
+                if d.encrypted {
+                    d.encrypted_records += 1;
+                }
+                if d.sigs.len() < MAX_RECORD_SIGS {
+                    d.sigs.push(RecordSig { content_type: ctype, len, encrypted, frame: ctx.frame, ts: ctx.ts });
+                }
+                if encrypted {
+                    match ctype {
+                        23 => self.facts.app_data_records[dir.idx()] += 1,
+                        21 => self.facts.encrypted_alerts[dir.idx()] += 1,
+                        _ => {}
+                    }
+                    d.skip = usize::from(len);
+                    d.buf.clear();
+                    continue;
+                }
+            }
+            let need = 5 + usize::from(u16::from_be_bytes([d.buf[3], d.buf[4]]));
+            let take = (need - d.buf.len()).min(data.len());
+            d.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if d.buf.len() < need {
+                return;
+            }
+            let record = std::mem::take(&mut d.buf);
+            self.record(dir, record[0], &record[5..], ctx);
+            let d = &mut self.dirs[dir.idx()];
+            if d.buf.is_empty() {
+                d.buf = record;
+                d.buf.clear();
+            }
+        }
+    }
+
+    /// Handles one whole plaintext record.
+    fn record(&mut self, dir: Dir, ctype: u8, body: &[u8], ctx: &Ctx) {
+        match ctype {
+            20 => {
+                self.facts.change_cipher_spec[dir.idx()] = true;
+                self.dirs[dir.idx()].encrypted = true;
+            }
+            21 => {
+                for a in body.chunks_exact(2) {
+                    self.facts.alerts.push(Alert { dir, level: a[0], description: a[1], frame: ctx.frame });
+                }
+            }
+            22 => {
+                let d = &mut self.dirs[dir.idx()];
+                if d.hs.len() + body.len() > MAX_HANDSHAKE_MSG + 4 {
+                    self.facts.malformed += 1;
+                    d.hs.clear();
+                    d.encrypted = true;
+                    return;
+                }
+                d.hs.extend_from_slice(body);
+                let hs = std::mem::take(&mut d.hs);
+                let mut at = 0;
+                while hs.len() - at >= 4 {
+                    let len = (usize::from(hs[at + 1]) << 16) | (usize::from(hs[at + 2]) << 8) | usize::from(hs[at + 3]);
+                    if len > MAX_HANDSHAKE_MSG {
+                        self.facts.malformed += 1;
+                        self.dirs[dir.idx()].encrypted = true;
+                        return;
+                    }
+                    if hs.len() - at < 4 + len {
+                        break;
+                    }
+                    self.handshake(dir, hs[at], &hs[at + 4..at + 4 + len], ctx);
+                    at += 4 + len;
+                    if self.dirs[dir.idx()].encrypted {
+                        // What follows in this direction is no longer readable.
+                        return;
+                    }
+                }
+                self.dirs[dir.idx()].hs = hs[at..].to_vec();
+            }
+            _ => {}
+        }
+    }
+
+    fn client_hello(&mut self, dir: Dir, ch: ClientHello, ctx: &Ctx) {
+        self.facts.client_hellos += 1;
+        self.facts.client_dir.get_or_insert(dir);
+        if self.facts.client_hello.is_none() {
+            self.facts.client_hello = Some(ch);
+            self.facts.client_hello_frame = Some(ctx.frame);
+        }
+    }
+
+    /// Whether `dir` is the server side, as far as the hellos tell.
+    fn from_server(&self, dir: Dir) -> bool {
+        match (self.facts.client_dir, self.facts.server_dir) {
+            (Some(c), _) => c != dir,
+            (None, Some(s)) => s == dir,
+            (None, None) => true,
+        }
+    }
+
+    /// Handles one whole plaintext handshake message.
+    fn handshake(&mut self, dir: Dir, msg_type: u8, body: &[u8], ctx: &Ctx) {
+        match msg_type {
+            1 => match hello::parse_client_hello(body) {
+                Some(ch) => self.client_hello(dir, ch, ctx),
+                None => self.facts.malformed += 1,
+            },
+            2 | 6 => {
+                let parsed = if msg_type == 2 { hello::parse_server_hello(body) } else { hello::parse_draft_hello_retry(body) };
+                let Some(sh) = parsed else {
+                    self.facts.malformed += 1;
+                    return;
+                };
+                self.facts.server_dir.get_or_insert(dir);
+                if sh.hello_retry {
+                    self.facts.hello_retry.get_or_insert(sh);
+                } else {
+                    let tls13 = sh.version == 0x0304 || sh.version >> 8 == 0x7f || sh.version >> 8 == 0x7e;
+                    if self.facts.server_hello.is_none() {
+                        self.facts.server_hello = Some(sh);
+                    }
+                    if tls13 {
+                        for d in &mut self.dirs {
+                            d.encrypted = true;
+                        }
+                    }
+                }
+            }
+            4 => self.facts.session_ticket_issued = true,
+            11 => {
+                let chain = match tls_parser::parse_tls_handshake_msg_certificate(body) {
+                    Ok((_, tls_parser::TlsMessageHandshake::Certificate(c))) => c.cert_chain,
+                    _ => {
+                        self.facts.malformed += 1;
+                        return;
+                    }
+                };
+                if self.from_server(dir) {
+                    self.facts.server_certificate_count = Some(chain.len());
+                    self.facts.server_certificates =
+                        chain.iter().take(MAX_CERTS).filter_map(|c| cert::summarize(c.data)).collect();
+                } else {
+                    self.facts.client_certificates = Some(chain.len());
+                }
+            }
+            12 | 14 => self.facts.server_full_handshake = true,
+            13 => self.facts.certificate_request = true,
+            _ => {}
+        }
+    }
+
+    /// Whether the handshake resumed a session: TLS 1.3 PSK accepted, or a TLS ≤ 1.2
+    /// abbreviated handshake (session id echoed, or a ChangeCipherSpec with no
+    /// certificate or key exchange from the server).
+    pub fn resumed(&self) -> bool {
+        let f = &self.facts;
+        let Some(sh) = &f.server_hello else { return false };
+        if sh.psk {
+            return true;
+        }
+        if sh.version >= 0x0304 || sh.sslv2 {
+            return false;
+        }
+        let echoed = f.client_hello.as_ref().is_some_and(|ch| !ch.session_id.is_empty() && ch.session_id == sh.session_id);
+        let server = f.server_dir.map_or(1, |d| d.idx());
+        echoed
+            || (f.change_cipher_spec[server] && !f.server_full_handshake && f.server_certificate_count.is_none())
+    }
+}
+
+/// Positions of `byte` in `hay`.
+fn memchr_all(byte: u8, hay: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    hay.iter().enumerate().filter(move |(_, b)| **b == byte).map(|(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Ctx {
+        Ctx { frame: 1, ts: Timestamp(0) }
+    }
+
+    #[test]
+    fn plaintext_alert_and_midstream_records() {
+        let mut t = TlsAnalyzer::default();
+        t.on_chunk(Dir::BtoA, Chunk::Data(&[0x15, 3, 3, 0, 2, 2, 48]), &ctx());
+        assert_eq!(t.facts().alerts, vec![Alert { dir: Dir::BtoA, level: 2, description: 48, frame: 1 }]);
+        t.on_chunk(Dir::AtoB, Chunk::Data(&[0x17, 3, 3, 0, 3, 1, 2, 3, 0x17, 3, 3]), &ctx());
+        t.on_chunk(Dir::AtoB, Chunk::Data(&[0, 1, 9]), &ctx());
+        assert!(t.is_tls());
+        assert_eq!(t.facts().app_data_records[0], 2);
+    }
+
+    #[test]
+    fn plaintext_is_not_tls() {
+        let mut t = TlsAnalyzer::default();
+        t.on_chunk(Dir::AtoB, Chunk::Data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), &ctx());
+        assert!(!t.is_tls());
+        assert!(t.wants(Dir::AtoB));
+        t.on_chunk(Dir::AtoB, Chunk::Data(&vec![b'a'; SNIFF_MAX]), &ctx());
+        assert!(!t.wants(Dir::AtoB));
+    }
+
+    #[test]
+    fn gap_inside_an_encrypted_body_keeps_framing() {
+        let mut t = TlsAnalyzer::default();
+        t.on_chunk(Dir::AtoB, Chunk::Data(&[0x17, 3, 3, 0, 10, 1, 2]), &ctx());
+        t.on_chunk(Dir::AtoB, Chunk::Gap(5), &ctx());
+        t.on_chunk(Dir::AtoB, Chunk::Data(&[8, 9, 10, 0x15, 3, 3, 0, 2, 1, 0]), &ctx());
+        assert_eq!(t.facts().alerts.len(), 1);
+        assert_eq!(t.facts().desyncs, 0);
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut seed = 7u32;
+        for round in 0..300 {
+            let mut t = TlsAnalyzer::default();
+            for _ in 0..20 {
+                let len = (round % 50) + 1;
+                let data: Vec<u8> = (0..len)
+                    .map(|i| {
+                        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                        if i == 0 && round % 3 == 0 { 0x16 } else { (seed >> 24) as u8 }
+                    })
+                    .collect();
+                t.on_chunk(if seed & 1 == 0 { Dir::AtoB } else { Dir::BtoA }, Chunk::Data(&data), &ctx());
+                if seed % 7 == 0 {
+                    t.on_chunk(Dir::AtoB, Chunk::Gap(u64::from(seed % 100)), &ctx());
+                }
+            }
+            let _ = t.resumed();
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! Capture: frames from a pcap or pcapng file, or from a stream of either on stdin.
+//!
+//! This module owns container formats only: byte order, timestamp resolution, pcapng
+//! sections and per-interface link types. It does not look inside a frame. Reading is
+//! incremental (a bounded buffer refilled from any `Read`), so a pipe such as
+//! `tcpdump -U -w - | mtlscope analyze -` is processed as it arrives.
+//!
+//! Non-packet pcapng blocks (name resolution, statistics, decryption secrets, custom)
+//! are skipped; decryption secrets in particular are never read.
+
+use std::fmt;
+use std::io::Read;
+
+use pcap_parser::pcapng::Block;
+use pcap_parser::traits::PcapReaderIterator;
+use pcap_parser::{PcapBlockOwned, PcapError};
+
+/// Initial read buffer; grows (up to [`MAX_RECORD`]) when a record does not fit.
+const INITIAL_BUFFER: usize = 256 * 1024;
+/// Largest capture record accepted. Anything larger is a corrupt length field, not a packet.
+pub const MAX_RECORD: usize = 16 * 1024 * 1024;
+/// Interfaces accepted per pcapng section; guards against a flood of interface blocks.
+const MAX_INTERFACES: usize = 4096;
+
+/// A link-layer header type, as numbered by tcpdump.org's LINKTYPE registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkType(pub u32);
+
+impl LinkType {
+    /// BSD loopback: a 4-byte address family in host byte order.
+    pub const NULL: LinkType = LinkType(0);
+    /// Ethernet II (with optional 802.1Q/802.1ad tags).
+    pub const ETHERNET: LinkType = LinkType(1);
+    /// Raw IP (the historic BSD value).
+    pub const RAW_12: LinkType = LinkType(12);
+    /// Raw IP (the historic OpenBSD value).
+    pub const RAW_14: LinkType = LinkType(14);
+    /// Raw IP.
+    pub const RAW: LinkType = LinkType(101);
+    /// OpenBSD loopback: a 4-byte address family in network byte order.
+    pub const LOOP: LinkType = LinkType(108);
+    /// Linux cooked capture v1.
+    pub const LINUX_SLL: LinkType = LinkType(113);
+    /// Raw IPv4.
+    pub const IPV4: LinkType = LinkType(228);
+    /// Raw IPv6.
+    pub const IPV6: LinkType = LinkType(229);
+    /// Linux cooked capture v2 (what `tcpdump -i any` writes today).
+    pub const LINUX_SLL2: LinkType = LinkType(276);
+}
+
+impl fmt::Display for LinkType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Time of a frame, nanoseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// Builds a timestamp from seconds and a fraction in units of `1/per_sec`.
+    pub fn from_parts(secs: i64, frac: u64, per_sec: u64) -> Timestamp {
+        let nanos = if per_sec == 0 {
+            0
+        } else {
+            (u128::from(frac) * 1_000_000_000 / u128::from(per_sec)) as i64
+        };
+        Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
+    }
+}
+
+/// One captured frame, borrowed from the reader's buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    /// 1-based frame number, as Wireshark counts.
+    pub number: u64,
+    /// Capture time.
+    pub ts: Timestamp,
+    /// Link type of the interface the frame came from.
+    pub link: LinkType,
+    /// Interface index (pcapng), 0 for pcap.
+    pub interface: u32,
+    /// Captured bytes (may be shorter than `orig_len` when a snaplen cut it).
+    pub data: &'a [u8],
+    /// Length of the frame on the wire.
+    pub orig_len: u32,
+}
+
+/// Why a capture could not be read (fatal for that input, never for the others).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CaptureError {
+    /// The input is empty.
+    #[error("empty input, not a capture")]
+    Empty,
+    /// Neither a pcap nor a pcapng magic number.
+    #[error("not a pcap or pcapng capture (unrecognized header)")]
+    NotACapture,
+    /// The input ends in the middle of a record.
+    #[error("truncated: the capture ends in the middle of a record after {frames} frames")]
+    Truncated {
+        /// Frames read before the cut.
+        frames: u64,
+    },
+    /// A record header announces a length beyond [`MAX_RECORD`].
+    #[error("corrupt record after {frames} frames: length beyond {MAX_RECORD} bytes")]
+    RecordTooLarge {
+        /// Frames read before the bad record.
+        frames: u64,
+    },
+    /// The container is malformed (bad block, bad header field).
+    #[error("malformed capture after {frames} frames: {detail}")]
+    Malformed {
+        /// Frames read before the bad block.
+        frames: u64,
+        /// What the parser reported.
+        detail: String,
+    },
+    /// A packet names a pcapng interface that was never described.
+    #[error("packet refers to undeclared interface {interface} after {frames} frames")]
+    UnknownInterface {
+        /// Frames read so far.
+        frames: u64,
+        /// The interface id in the packet block.
+        interface: u32,
+    },
+    /// Reading from the file or pipe failed.
+    #[error("read error: {0}")]
+    Io(String),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Interface {
+    link: LinkType,
+    /// Timestamp units per second.
+    resolution: u64,
+    offset_secs: i64,
+}
+
+/// Incremental reader of pcap and pcapng, from any byte source.
+pub struct CaptureReader<'r> {
+    inner: Box<dyn PcapReaderIterator + Send + 'r>,
+    state: State,
+    buffer_size: usize,
+}
+
+/// What the reader knows between blocks.
+struct State {
+    /// pcap: the one link type and resolution; pcapng: interfaces of the current section.
+    interfaces: Vec<Interface>,
+    legacy: bool,
+    frames: u64,
+}
+
+impl<'r> CaptureReader<'r> {
+    /// Recognizes the format from the first bytes of `source`.
+    pub fn new<R: Read + Send + 'r>(source: R) -> Result<CaptureReader<'r>, CaptureError> {
+        let inner = match pcap_parser::create_reader(INITIAL_BUFFER, source) {
+            Ok(r) => r,
+            Err(PcapError::Eof) => return Err(CaptureError::Empty),
+            Err(PcapError::ReadError) => return Err(CaptureError::Io("cannot read input".into())),
+            Err(PcapError::Incomplete(_)) | Err(PcapError::UnexpectedEof) => {
+                return Err(CaptureError::Truncated { frames: 0 });
+            }
+            Err(_) => return Err(CaptureError::NotACapture),
+        };
+        Ok(CaptureReader {
+            inner,
+            state: State { interfaces: Vec::new(), legacy: false, frames: 0 },
+            buffer_size: INITIAL_BUFFER,
+        })
+    }
+
+    /// Number of frames delivered so far.
+    pub fn frames(&self) -> u64 {
+        self.state.frames
+    }
+
+    /// Calls `on_frame` for every packet until the end of input. Returns how the input
+    /// ended: `Ok(())` at a clean end, else the error that stopped reading (frames before
+    /// it were delivered).
+    pub fn for_each_frame(&mut self, mut on_frame: impl FnMut(&Frame<'_>)) -> Result<(), CaptureError> {
+        loop {
+            match self.inner.next() {
+                Ok((offset, block)) => {
+                    let frame = match self.state.interpret(block) {
+                        Ok(f) => f,
+                        Err(e) => return Err(e),
+                    };
+                    if let Some(frame) = frame {
+                        on_frame(&frame);
+                    }
+                    self.inner.consume(offset);
+                }
+                Err(PcapError::Eof) => return Ok(()),
+                Err(PcapError::Incomplete(_)) => {
+                    if self.inner.refill().is_err() {
+                        return Err(CaptureError::Io("read failed".into()));
+                    }
+                }
+                Err(PcapError::BufferTooSmall) => {
+                    if self.buffer_size >= MAX_RECORD + 64 {
+                        return Err(CaptureError::RecordTooLarge { frames: self.state.frames });
+                    }
+                    self.buffer_size = (self.buffer_size * 2).min(MAX_RECORD + 64);
+                    if !self.inner.grow(self.buffer_size) {
+                        return Err(CaptureError::RecordTooLarge { frames: self.state.frames });
+                    }
+                    if self.inner.refill().is_err() {
+                        return Err(CaptureError::Io("read failed".into()));
+                    }
+                }
+                Err(PcapError::UnexpectedEof) => {
+                    return Err(CaptureError::Truncated { frames: self.state.frames });
+                }
+                Err(PcapError::ReadError) => return Err(CaptureError::Io("read failed".into())),
+                Err(e) => {
+                    return Err(CaptureError::Malformed {
+                        frames: self.state.frames,
+                        detail: format!("{e}"),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Whether the input was classic pcap (as opposed to pcapng).
+    pub fn is_legacy_pcap(&self) -> bool {
+        self.state.legacy
+    }
+}
+
+impl State {
+    /// Turns a container block into a frame, or updates reader state for non-packet blocks.
+    fn interpret<'b>(&mut self, block: PcapBlockOwned<'b>) -> Result<Option<Frame<'b>>, CaptureError> {
+        match block {
+            PcapBlockOwned::LegacyHeader(h) => {
+                self.legacy = true;
+                let resolution = if h.is_nanosecond_precision() { 1_000_000_000 } else { 1_000_000 };
+                self.interfaces = vec![Interface {
+                    link: LinkType(h.network.0 as u32),
+                    resolution,
+                    offset_secs: 0,
+                }];
+                Ok(None)
+            }
+            PcapBlockOwned::Legacy(b) => {
+                let iface = self.interface(0)?;
+                self.frames += 1;
+                let data = &b.data[..b.data.len().min(b.caplen as usize)];
+                Ok(Some(Frame {
+                    number: self.frames,
+                    ts: Timestamp::from_parts(i64::from(b.ts_sec), u64::from(b.ts_usec), iface.resolution),
+                    link: iface.link,
+                    interface: 0,
+                    data,
+                    orig_len: b.origlen,
+                }))
+            }
+            PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+                // Interface ids are scoped to a section.
+                self.interfaces.clear();
+                Ok(None)
+            }
+            PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                if self.interfaces.len() >= MAX_INTERFACES {
+                    return Err(CaptureError::Malformed {
+                        frames: self.frames,
+                        detail: format!("more than {MAX_INTERFACES} interfaces"),
+                    });
+                }
+                self.interfaces.push(Interface {
+                    link: LinkType(idb.linktype.0 as u32),
+                    resolution: idb.ts_resolution().unwrap_or(1_000_000),
+                    offset_secs: idb.if_tsoffset,
+                });
+                Ok(None)
+            }
+            PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                let iface = self.interface(epb.if_id)?;
+                self.frames += 1;
+                let ticks = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                let res = iface.resolution.max(1);
+                let secs = (ticks / res) as i64 + iface.offset_secs;
+                Ok(Some(Frame {
+                    number: self.frames,
+                    ts: Timestamp::from_parts(secs, ticks % res, res),
+                    link: iface.link,
+                    interface: epb.if_id,
+                    data: &epb.data[..epb.data.len().min(epb.caplen as usize)],
+                    orig_len: epb.origlen,
+                }))
+            }
+            PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+                let iface = self.interface(0)?;
+                self.frames += 1;
+                Ok(Some(Frame {
+                    number: self.frames,
+                    ts: Timestamp(0),
+                    link: iface.link,
+                    interface: 0,
+                    data: &spb.data[..spb.data.len().min(spb.origlen as usize)],
+                    orig_len: spb.origlen,
+                }))
+            }
+            // Name resolution, statistics, decryption secrets, journal, custom: not packets.
+            PcapBlockOwned::NG(_) => Ok(None),
+        }
+    }
+
+    fn interface(&self, id: u32) -> Result<Interface, CaptureError> {
+        self.interfaces
+            .get(id as usize)
+            .copied()
+            .ok_or(CaptureError::UnknownInterface { frames: self.frames, interface: id })
+    }
+
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pcap_header(magic: u32, link: u32, big: bool) -> Vec<u8> {
+        let mut v = Vec::new();
+        let put32 = |v: &mut Vec<u8>, x: u32| {
+            v.extend_from_slice(&if big { x.to_be_bytes() } else { x.to_le_bytes() })
+        };
+        put32(&mut v, magic);
+        v.extend_from_slice(&if big { [0, 2, 0, 4] } else { [2, 0, 4, 0] });
+        put32(&mut v, 0);
+        put32(&mut v, 0);
+        put32(&mut v, 65535);
+        put32(&mut v, link);
+        v
+    }
+
+    fn record(v: &mut Vec<u8>, big: bool, sec: u32, frac: u32, data: &[u8]) {
+        for x in [sec, frac, data.len() as u32, data.len() as u32] {
+            v.extend_from_slice(&if big { x.to_be_bytes() } else { x.to_le_bytes() });
+        }
+        v.extend_from_slice(data);
+    }
+
+    fn read_all(bytes: &[u8]) -> (Vec<(u64, Timestamp, LinkType, Vec<u8>)>, Result<(), CaptureError>) {
+        let mut out = Vec::new();
+        let mut r = match CaptureReader::new(bytes) {
+            Ok(r) => r,
+            Err(e) => return (out, Err(e)),
+        };
+        let res = r.for_each_frame(|f| out.push((f.number, f.ts, f.link, f.data.to_vec())));
+        (out, res)
+    }
+
+    #[test]
+    fn reads_both_byte_orders_and_resolutions() {
+        for (magic, big, per_sec) in [
+            (0xa1b2_c3d4u32, false, 1_000_000u64),
+            (0xa1b2_c3d4, true, 1_000_000),
+            (0xa1b2_3c4d, false, 1_000_000_000),
+            (0xa1b2_3c4d, true, 1_000_000_000),
+        ] {
+            let mut v = pcap_header(magic, 101, big);
+            record(&mut v, big, 10, 5, b"abcd");
+            record(&mut v, big, 11, 0, b"ef");
+            let (frames, res) = read_all(&v);
+            assert_eq!(res, Ok(()));
+            assert_eq!(frames.len(), 2);
+            assert_eq!(frames[0].2, LinkType::RAW);
+            assert_eq!(frames[0].3, b"abcd");
+            let expect = 10 * 1_000_000_000 + (5 * 1_000_000_000 / per_sec) as i64;
+            assert_eq!(frames[0].1, Timestamp(expect), "magic {magic:x} big {big}");
+            assert_eq!(frames[1].0, 2);
+        }
+    }
+
+    #[test]
+    fn truncated_record_is_an_error_after_the_good_frames() {
+        let mut v = pcap_header(0xa1b2_c3d4, 1, false);
+        record(&mut v, false, 1, 0, &[0u8; 60]);
+        record(&mut v, false, 2, 0, &[0u8; 60]);
+        v.truncate(v.len() - 10);
+        let (frames, res) = read_all(&v);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(res, Err(CaptureError::Truncated { frames: 1 }));
+    }
+
+    #[test]
+    fn garbage_and_empty_are_rejected() {
+        assert!(matches!(read_all(b"").1, Err(CaptureError::Empty)));
+        assert!(matches!(read_all(b"hello world, this is not a capture file").1, Err(CaptureError::NotACapture)));
+    }
+
+    #[test]
+    fn absurd_record_length_is_an_error_not_an_allocation() {
+        let mut v = pcap_header(0xa1b2_c3d4, 1, false);
+        for x in [1u32, 0, 0xffff_fff0, 0xffff_fff0] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.extend_from_slice(&[0u8; 100]);
+        let (frames, res) = read_all(&v);
+        assert!(frames.is_empty());
+        assert!(res.is_err());
+    }
+}

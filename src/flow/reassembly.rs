@@ -1,0 +1,472 @@
+//! One direction's TCP byte stream, reassembled from segments in capture order.
+//!
+//! Policy, decided once and documented here:
+//! * Bytes are delivered when they become contiguous (arrival order), not when they are
+//!   acknowledged: an offline capture often lacks the ACK, and the analyzers only read the
+//!   first kilobytes of a flow.
+//! * Overlaps: the first copy wins. A later copy whose bytes differ is counted as a
+//!   conflicting overlap (it can be compared while the earlier copy is still pending, or
+//!   among the last [`RECENT_KEEP`] delivered bytes).
+//! * Sequence numbers are compared with wrapping (serial) arithmetic and turned into a
+//!   64-bit stream offset once, at the boundary; offsets never wrap.
+//! * Memory is bounded: at most `max_pending_bytes` and `max_pending_segments` wait for a
+//!   hole to fill; beyond that the hole is declared a gap (missed bytes) and delivery
+//!   resumes. Past `depth` bytes, or when the consumer says it has seen enough, the
+//!   direction stops buffering and only counts.
+
+use std::collections::BTreeMap;
+
+/// Delivered bytes kept to compare retransmissions against.
+pub const RECENT_KEEP: usize = 2048;
+
+/// A TCP sequence number: arithmetic modulo 2^32. Deliberately not `Ord`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SeqNum(pub u32);
+
+impl SeqNum {
+    /// `self + n`, wrapping.
+    pub fn add(self, n: u32) -> SeqNum {
+        SeqNum(self.0.wrapping_add(n))
+    }
+
+    /// Signed distance `self - other`, meaningful while the two are within 2^31.
+    pub fn distance_from(self, other: SeqNum) -> i64 {
+        i64::from(self.0.wrapping_sub(other.0) as i32)
+    }
+}
+
+/// What the reassembler hands to its consumer, in stream order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chunk<'a> {
+    /// Contiguous bytes.
+    Data(&'a [u8]),
+    /// Bytes that were never captured (a hole, or a snaplen cut).
+    Gap(u64),
+}
+
+/// Bounds on one direction's reassembly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Stream bytes delivered before the direction switches to counting only.
+    pub depth: u64,
+    /// Out-of-order bytes buffered while waiting for a hole to fill.
+    pub max_pending_bytes: usize,
+    /// Out-of-order segments buffered while waiting for a hole to fill.
+    pub max_pending_segments: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { depth: 256 * 1024, max_pending_bytes: 256 * 1024, max_pending_segments: 512 }
+    }
+}
+
+/// Counters of what reassembly saw; they become anomalies in the flow record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes never captured (holes declared gaps, snaplen cuts).
+    pub missed_bytes: u64,
+    /// Number of holes declared gaps.
+    pub gaps: u64,
+    /// Segments that overlapped earlier data with different bytes.
+    pub overlap_conflicts: u64,
+    /// Payload bytes that repeated already-seen stream bytes.
+    pub retransmitted_bytes: u64,
+    /// Segments that arrived ahead of a hole.
+    pub out_of_order: u64,
+    /// Segments whose payload the snaplen cut.
+    pub truncated: u64,
+    /// Holes given up because the pending buffer hit its bounds.
+    pub overflows: u64,
+}
+
+#[derive(Debug)]
+enum Piece {
+    Bytes(Vec<u8>),
+    Missing(u64),
+}
+
+impl Piece {
+    fn len(&self) -> u64 {
+        match self {
+            Piece::Bytes(b) => b.len() as u64,
+            Piece::Missing(n) => *n,
+        }
+    }
+}
+
+/// Reassembler for one direction of a TCP connection.
+#[derive(Debug)]
+pub struct Reassembler {
+    limits: Limits,
+    /// Sequence number of stream offset 0.
+    base: Option<SeqNum>,
+    /// Next offset to deliver.
+    next: u64,
+    /// Non-overlapping pieces, each starting at or after `next`.
+    pending: BTreeMap<u64, Piece>,
+    pending_bytes: usize,
+    /// The last delivered bytes, covering `[recent_start, next)`.
+    recent: Vec<u8>,
+    recent_start: u64,
+    active: bool,
+    stats: Stats,
+}
+
+impl Reassembler {
+    /// A direction that has seen nothing yet.
+    pub fn new(limits: Limits) -> Reassembler {
+        Reassembler {
+            limits,
+            base: None,
+            next: 0,
+            pending: BTreeMap::new(),
+            pending_bytes: 0,
+            recent: Vec::new(),
+            recent_start: 0,
+            active: true,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Stream offset delivered up to (bytes and gaps).
+    pub fn delivered(&self) -> u64 {
+        self.next
+    }
+
+    /// Whether bytes are still buffered and delivered.
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// Records the SYN's sequence number: the stream starts one past it. Ignored once
+    /// data has been placed, so a late or repeated SYN cannot move the stream.
+    pub fn syn(&mut self, seq: SeqNum) {
+        if self.next == 0 && self.pending.is_empty() && self.recent.is_empty() {
+            self.base = Some(seq.add(1));
+        }
+    }
+
+    /// Stops buffering: the consumer has what it needs. Counting continues elsewhere.
+    pub fn stop(&mut self) {
+        self.active = false;
+        self.pending = BTreeMap::new();
+        self.pending_bytes = 0;
+        self.recent = Vec::new();
+    }
+
+    /// Adds a segment of `wire_len` stream bytes starting at `seq`, of which `data` (a
+    /// prefix) was captured, and delivers whatever became contiguous.
+    pub fn segment(&mut self, seq: SeqNum, wire_len: u32, data: &[u8], out: &mut impl FnMut(Chunk<'_>)) {
+        if wire_len == 0 || !self.active {
+            return;
+        }
+        let base = *self.base.get_or_insert(seq);
+        let expected = base.add(self.next as u32);
+        let start = self.next as i64 + seq.distance_from(expected);
+        let wire_len = u64::from(wire_len).max(data.len() as u64);
+        let end = start + wire_len as i64;
+        if (data.len() as u64) < wire_len {
+            self.stats.truncated += 1;
+        }
+        let next = self.next as i64;
+        if end <= next {
+            self.stats.retransmitted_bytes += wire_len;
+            self.compare_recent(start, data);
+            return;
+        }
+        // Trim what was already delivered.
+        let (start, data) = if start < next {
+            let cut = (next - start) as usize;
+            self.stats.retransmitted_bytes += cut as u64;
+            self.compare_recent(start, &data[..cut.min(data.len())]);
+            (self.next, data.get(cut..).unwrap_or(&[]))
+        } else {
+            (start as u64, data)
+        };
+        let missing = end as u64 - start - data.len() as u64;
+        if start == self.next && self.pending.is_empty() {
+            self.deliver(data, out);
+            if missing > 0 && self.active {
+                self.deliver_gap(missing, out);
+            }
+            return;
+        }
+        if start > self.next {
+            self.stats.out_of_order += 1;
+        }
+        if !data.is_empty() {
+            self.insert(start, Some(data), data.len() as u64);
+        }
+        if missing > 0 {
+            self.insert(start + data.len() as u64, None, missing);
+        }
+        self.drain(out);
+        while self.active
+            && (self.pending_bytes > self.limits.max_pending_bytes
+                || self.pending.len() > self.limits.max_pending_segments)
+        {
+            self.stats.overflows += 1;
+            self.skip_to_first_pending(out);
+        }
+    }
+
+    /// End of capture: every remaining hole is a gap; deliver what waits behind them.
+    pub fn flush(&mut self, out: &mut impl FnMut(Chunk<'_>)) {
+        while self.active && !self.pending.is_empty() {
+            self.skip_to_first_pending(out);
+        }
+    }
+
+    fn skip_to_first_pending(&mut self, out: &mut impl FnMut(Chunk<'_>)) {
+        if let Some((&first, _)) = self.pending.iter().next() {
+            if first > self.next {
+                self.deliver_gap(first - self.next, out);
+            }
+            self.drain(out);
+        }
+    }
+
+    /// Inserts `[start, start + len)` (bytes, or a known-missing range when `data` is
+    /// `None`) into the pending map, keeping pieces that are already there.
+    fn insert(&mut self, start: u64, data: Option<&[u8]>, len: u64) {
+        let end = start + len;
+        let lo = match self.pending.range(..=start).next_back() {
+            Some((&s, p)) if s + p.len() > start => s,
+            _ => start,
+        };
+        let overlapping: Vec<(u64, u64)> =
+            self.pending.range(lo..end).map(|(&s, p)| (s, s + p.len())).collect();
+        let mut cursor = start;
+        for (ps, pe) in overlapping {
+            if cursor < ps {
+                self.put(cursor, ps, start, data);
+            }
+            let (os, oe) = (ps.max(start), pe.min(end));
+            if let (Some(new), Some(Piece::Bytes(old))) = (data, self.pending.get(&ps)) {
+                let a = &new[(os - start) as usize..(oe - start) as usize];
+                let b = &old[(os - ps) as usize..(oe - ps) as usize];
+                if a != b {
+                    self.stats.overlap_conflicts += 1;
+                }
+            }
+            cursor = cursor.max(pe);
+        }
+        if cursor < end {
+            self.put(cursor, end, start, data);
+        }
+    }
+
+    fn put(&mut self, from: u64, to: u64, start: u64, data: Option<&[u8]>) {
+        let piece = match data {
+            Some(d) => {
+                let bytes = d[(from - start) as usize..(to - start) as usize].to_vec();
+                self.pending_bytes += bytes.len();
+                Piece::Bytes(bytes)
+            }
+            None => Piece::Missing(to - from),
+        };
+        self.pending.insert(from, piece);
+    }
+
+    fn drain(&mut self, out: &mut impl FnMut(Chunk<'_>)) {
+        while self.active {
+            let Some(entry) = self.pending.first_entry() else { break };
+            if *entry.key() != self.next {
+                break;
+            }
+            match entry.remove() {
+                Piece::Bytes(b) => {
+                    self.pending_bytes -= b.len();
+                    self.deliver(&b, out);
+                }
+                Piece::Missing(n) => self.deliver_gap(n, out),
+            }
+        }
+    }
+
+    fn deliver(&mut self, data: &[u8], out: &mut impl FnMut(Chunk<'_>)) {
+        let room = self.limits.depth.saturating_sub(self.next);
+        let data = &data[..data.len().min(room as usize)];
+        if !data.is_empty() {
+            out(Chunk::Data(data));
+            self.recent.extend_from_slice(data);
+            if self.recent.len() > 2 * RECENT_KEEP {
+                let drop = self.recent.len() - RECENT_KEEP;
+                self.recent.drain(..drop);
+                self.recent_start += drop as u64;
+            }
+            self.next += data.len() as u64;
+        }
+        if self.next >= self.limits.depth {
+            self.stop();
+        }
+    }
+
+    fn deliver_gap(&mut self, len: u64, out: &mut impl FnMut(Chunk<'_>)) {
+        self.stats.gaps += 1;
+        self.stats.missed_bytes += len;
+        out(Chunk::Gap(len));
+        self.next += len;
+        self.recent.clear();
+        self.recent_start = self.next;
+        if self.next >= self.limits.depth {
+            self.stop();
+        }
+    }
+
+    /// Compares a retransmitted copy of delivered bytes with what was delivered.
+    fn compare_recent(&mut self, start: i64, data: &[u8]) {
+        let (rs, re) = (self.recent_start as i64, self.next as i64);
+        let (os, oe) = (start.max(rs), (start + data.len() as i64).min(re));
+        if os < oe {
+            let a = &data[(os - start) as usize..(oe - start) as usize];
+            let b = &self.recent[(os - rs) as usize..(oe - rs) as usize];
+            if a != b {
+                self.stats.overlap_conflicts += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Feeds `(seq, bytes)` segments and returns the delivered stream with gaps as `None`.
+    fn run(limits: Limits, isn: Option<u32>, segs: &[(u32, &[u8])]) -> (Vec<Option<u8>>, Stats) {
+        let mut r = Reassembler::new(limits);
+        if let Some(isn) = isn {
+            r.syn(SeqNum(isn));
+        }
+        let mut got = Vec::new();
+        let mut sink = |c: Chunk<'_>| match c {
+            Chunk::Data(d) => got.extend(d.iter().map(|&b| Some(b))),
+            Chunk::Gap(n) => got.extend(std::iter::repeat_n(None, n as usize)),
+        };
+        for (seq, data) in segs {
+            r.segment(SeqNum(*seq), data.len() as u32, data, &mut sink);
+        }
+        r.flush(&mut sink);
+        (got, r.stats())
+    }
+
+    fn bytes(v: &[Option<u8>]) -> Vec<u8> {
+        v.iter().map(|b| b.unwrap_or(b'?')).collect()
+    }
+
+    #[test]
+    fn seq_distance_wraps() {
+        assert_eq!(SeqNum(5).distance_from(SeqNum(u32::MAX - 4)), 10);
+        assert_eq!(SeqNum(u32::MAX - 4).distance_from(SeqNum(5)), -10);
+    }
+
+    #[test]
+    fn in_order_and_out_of_order() {
+        let (got, st) = run(Limits::default(), Some(99), &[(100, b"hel"), (106, b"wor"), (103, b"lo "), (109, b"ld")]);
+        assert_eq!(bytes(&got), b"hello world");
+        assert_eq!(st.out_of_order, 1);
+        assert_eq!(st.missed_bytes, 0);
+    }
+
+    #[test]
+    fn wraps_around_zero() {
+        let isn = u32::MAX - 2;
+        let (got, _) = run(Limits::default(), Some(isn), &[(u32::MAX - 1, b"ab"), (0, b"cd"), (2, b"ef")]);
+        assert_eq!(bytes(&got), b"abcdef");
+    }
+
+    #[test]
+    fn first_copy_wins_and_conflicts_are_counted() {
+        // Pending copy first, then a conflicting one covering it.
+        let (got, st) = run(Limits::default(), Some(0), &[(4, b"XY"), (1, b"abcdef")]);
+        assert_eq!(bytes(&got), b"abcXYf");
+        assert_eq!(st.overlap_conflicts, 1);
+        // Delivered copy first, then a conflicting retransmission.
+        let (got, st) = run(Limits::default(), Some(0), &[(1, b"abc"), (1, b"abX"), (1, b"abc")]);
+        assert_eq!(bytes(&got), b"abc");
+        assert_eq!((st.overlap_conflicts, st.retransmitted_bytes), (1, 6));
+    }
+
+    #[test]
+    fn holes_become_gaps_at_the_end() {
+        let (got, st) = run(Limits::default(), Some(0), &[(1, b"ab"), (6, b"fg")]);
+        assert_eq!(bytes(&got), b"ab???fg");
+        assert_eq!((st.gaps, st.missed_bytes), (1, 3));
+    }
+
+    #[test]
+    fn midstream_starts_at_first_segment() {
+        let (got, _) = run(Limits::default(), None, &[(5000, b"mid"), (5003, b"dle")]);
+        assert_eq!(bytes(&got), b"middle");
+    }
+
+    #[test]
+    fn pending_overflow_declares_a_gap() {
+        let limits = Limits { depth: 1 << 20, max_pending_bytes: 4, max_pending_segments: 100 };
+        let (got, st) = run(limits, Some(0), &[(11, b"abc"), (14, b"def"), (1, b"0123456789")]);
+        assert_eq!(bytes(&got), b"??????????abcdef");
+        assert_eq!(st.overflows, 1);
+        assert_eq!(got.len(), 16);
+    }
+
+    #[test]
+    fn depth_bounds_delivery() {
+        let limits = Limits { depth: 4, ..Limits::default() };
+        let (got, _) = run(limits, Some(0), &[(1, b"abcdef"), (7, b"gh")]);
+        assert_eq!(bytes(&got), b"abcd");
+    }
+
+    #[test]
+    fn snaplen_cut_is_a_gap_then_delivery_resumes() {
+        let mut r = Reassembler::new(Limits::default());
+        r.syn(SeqNum(0));
+        let mut got = Vec::new();
+        let mut sink = |c: Chunk<'_>| got.push(format!("{c:?}"));
+        r.segment(SeqNum(1), 10, b"abcd", &mut sink);
+        r.segment(SeqNum(11), 2, b"yz", &mut sink);
+        assert_eq!(got, ["Data([97, 98, 99, 100])", "Gap(6)", "Data([121, 122])"]);
+        assert_eq!(r.stats().truncated, 1);
+    }
+
+    proptest! {
+        /// Any segmentation of a stream, delivered in any order with duplicates, reassembles
+        /// to the stream itself.
+        #[test]
+        fn reassembles_any_segmentation(
+            stream in proptest::collection::vec(any::<u8>(), 1..3000),
+            cuts in proptest::collection::vec(1usize..400, 1..40),
+            order in proptest::collection::vec(any::<u32>(), 0..80),
+            dups in proptest::collection::vec(any::<u32>(), 0..10),
+            isn in any::<u32>(),
+        ) {
+            let mut segs: Vec<(u32, &[u8])> = Vec::new();
+            let mut at = 0usize;
+            let mut i = 0;
+            while at < stream.len() {
+                let n = cuts[i % cuts.len()].min(stream.len() - at);
+                segs.push((isn.wrapping_add(1).wrapping_add(at as u32), &stream[at..at + n]));
+                at += n;
+                i += 1;
+            }
+            for d in &dups {
+                let s = segs[*d as usize % segs.len()];
+                segs.push(s);
+            }
+            for (k, o) in order.iter().enumerate() {
+                let (a, b) = (k % segs.len(), *o as usize % segs.len());
+                segs.swap(a, b);
+            }
+            let (got, st) = run(Limits::default(), Some(isn), &segs);
+            prop_assert_eq!(bytes(&got), stream);
+            prop_assert_eq!(st.missed_bytes, 0);
+            prop_assert_eq!(st.overlap_conflicts, 0);
+        }
+    }
+}

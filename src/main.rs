@@ -1,0 +1,32 @@
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+use mtlscope::app::{self, Outcome};
+use mtlscope::cli::{Args, Command};
+
+/// Exit codes (see README): 0 every input analyzed, 2 an input could not be read or the
+/// command line was wrong.
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let Command::Analyze(a) = args.command;
+    let cfg = match a.into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mtlscope: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let result = app::run(&cfg, &mut out, &mut io::stderr()).and_then(|o| out.flush().map(|()| o));
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::InputError) => ExitCode::from(2),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mtlscope: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

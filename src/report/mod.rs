@@ -1,0 +1,395 @@
+//! Report: owned, serializable records built from finished flows, and their printers.
+//!
+//! The JSON Lines shapes here are a public contract, documented field by field in
+//! `docs/flow-record.md` and checked by `tests/`. Names are snake_case; code points are
+//! hex strings (`"0x0304"`); times are RFC 3339 UTC with microseconds. Payload bytes and
+//! header values are never included.
+
+pub mod table;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::analyzers::tls::cert::CertSummary;
+use crate::analyzers::tls::names;
+use crate::analyzers::{ConnAnalyzer, plain};
+use crate::capture::Timestamp;
+use crate::classify;
+use crate::flow::{Dir, EndReason, Flow};
+
+/// Version of the JSON Lines schema; bumped only on a breaking change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A value per direction of a flow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PerSide {
+    /// Sent by the client.
+    pub client: u64,
+    /// Sent by the server.
+    pub server: u64,
+}
+
+/// Something the traffic did that analysis had to work around.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Anomaly {
+    /// `gap`, `overlap_conflict`, `truncated_packets`, `out_of_order_overflow`,
+    /// `tls_malformed`, `tls_desync`, `midstream`.
+    pub kind: &'static str,
+    /// `client` or `server`, when it belongs to one direction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<&'static str>,
+    /// How many times.
+    pub count: u64,
+    /// Bytes concerned (missed bytes for a gap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+/// A plaintext TLS alert.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AlertRecord {
+    /// `client` or `server`.
+    pub from: &'static str,
+    /// 1 warning, 2 fatal.
+    pub level: u8,
+    /// Description code.
+    pub description: u8,
+    /// Description name, or null when unregistered.
+    pub name: Option<&'static str>,
+    /// Frame that completed the alert.
+    pub frame: u64,
+}
+
+/// TLS facts of a flow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TlsRecord {
+    /// First server name of the ClientHello.
+    pub sni: Option<String>,
+    /// Every server name.
+    pub sni_all: Vec<String>,
+    /// ALPN offered, in order; null when the extension is absent.
+    pub alpn_offered: Option<Vec<String>>,
+    /// ALPN selected by the ServerHello (TLS ≤ 1.2; TLS 1.3 encrypts it).
+    pub alpn_selected: Option<String>,
+    /// ClientHello legacy version.
+    pub client_hello_version: Option<String>,
+    /// supported_versions offered, GREASE kept.
+    pub supported_versions_offered: Option<Vec<String>>,
+    /// Negotiated version.
+    pub version: Option<String>,
+    /// Its name.
+    pub version_name: Option<String>,
+    /// Chosen cipher suite.
+    pub cipher: Option<String>,
+    /// Its name.
+    pub cipher_name: Option<&'static str>,
+    /// Cipher suites offered, in order.
+    pub ciphers_offered: Vec<String>,
+    /// supported_groups offered.
+    pub groups_offered: Vec<String>,
+    /// Groups of the client's key shares.
+    pub key_share_groups: Vec<String>,
+    /// Plaintext alerts.
+    pub alerts: Vec<AlertRecord>,
+    /// Encrypted alert records (an alert visible only as a record type/size).
+    pub encrypted_alerts: PerSide,
+    /// The server asked for a client certificate.
+    pub certificate_request: bool,
+    /// The client sent a Certificate message (TLS ≤ 1.2).
+    pub client_certificate: bool,
+    /// Certificates in it.
+    pub client_certificate_count: Option<usize>,
+    /// The server's chain, when visible.
+    pub server_certificates: Vec<CertSummary>,
+    /// The handshake resumed a session.
+    pub resumed: bool,
+    /// A HelloRetryRequest was sent.
+    pub hello_retry_request: bool,
+    /// Encrypted ClientHello offered.
+    pub ech_offered: bool,
+    /// Session resumption offered: session id, ticket or PSK.
+    pub resumption_offered: bool,
+    /// 0-RTT early data offered.
+    pub early_data_offered: bool,
+    /// SSL 2.0 hello format.
+    pub sslv2: bool,
+    /// JA4 fingerprint of the ClientHello.
+    pub ja4: Option<String>,
+    /// ClientHellos seen.
+    pub client_hellos: u32,
+    /// Frame that completed the ClientHello.
+    pub client_hello_frame: Option<u64>,
+    /// Plaintext protocol before TLS started (STARTTLS, HTTP CONNECT), if any.
+    pub preamble: Option<String>,
+    /// Application data records.
+    pub app_data_records: PerSide,
+}
+
+/// One flow, as printed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FlowRecord {
+    /// Always `"flow"`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Capture path as given.
+    pub capture: String,
+    /// Client endpoint.
+    pub client: String,
+    /// Server endpoint.
+    pub server: String,
+    /// What decided the client.
+    pub client_basis: &'static str,
+    /// First frame (1-based).
+    pub first_frame: u64,
+    /// Last frame.
+    pub last_frame: u64,
+    /// Time of the first packet.
+    pub first_ts: String,
+    /// Time of the last packet.
+    pub last_ts: String,
+    /// Packets per side.
+    pub packets: PerSide,
+    /// TCP payload bytes per side.
+    pub bytes: PerSide,
+    /// TCP state.
+    pub state: &'static str,
+    /// Why the record was emitted.
+    pub end: &'static str,
+    /// Anomalies.
+    pub anomalies: Vec<Anomaly>,
+    /// Application protocol: `tls`, `http/1.x`, `h2c`, `smtp`, ..., `unknown`, or null
+    /// when no payload was seen.
+    pub app_protocol: Option<&'static str>,
+    /// Class.
+    pub class: &'static str,
+    /// Confidence of the class.
+    pub confidence: &'static str,
+    /// Facts behind the class.
+    pub evidence: Vec<String>,
+    /// TLS facts, or null when no TLS was seen.
+    pub tls: Option<TlsRecord>,
+}
+
+fn hex(v: u16) -> String {
+    format!("0x{v:04x}")
+}
+
+fn side(client: Dir, dir: Dir) -> &'static str {
+    if dir == client { "client" } else { "server" }
+}
+
+/// Formats a timestamp as RFC 3339 UTC with microseconds.
+pub fn rfc3339(ts: Timestamp) -> String {
+    let secs = ts.0.div_euclid(1_000_000_000);
+    let micros = ts.0.rem_euclid(1_000_000_000) / 1000;
+    let (days, tod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z", tod / 3600, tod % 3600 / 60, tod % 60)
+}
+
+fn anomalies(flow: &Flow<ConnAnalyzer>, client: Dir) -> Vec<Anomaly> {
+    let mut out = Vec::new();
+    if flow.half.iter().all(|h| h.syn_seq.is_none()) {
+        out.push(Anomaly { kind: "midstream", from: None, count: 1, bytes: None });
+    }
+    for d in [client, client.rev()] {
+        let s = flow.stats(d);
+        let from = Some(side(client, d));
+        let mut push = |kind, count: u64, bytes| {
+            if count > 0 {
+                out.push(Anomaly { kind, from, count, bytes });
+            }
+        };
+        push("gap", s.gaps, Some(s.missed_bytes));
+        push("overlap_conflict", s.overlap_conflicts, None);
+        push("truncated_packets", s.truncated, None);
+        push("out_of_order_overflow", s.overflows, None);
+    }
+    let f = flow.handler.tls.facts();
+    if f.malformed > 0 {
+        out.push(Anomaly { kind: "tls_malformed", from: None, count: u64::from(f.malformed), bytes: None });
+    }
+    if f.desyncs > 0 {
+        out.push(Anomaly { kind: "tls_desync", from: None, count: u64::from(f.desyncs), bytes: None });
+    }
+    out
+}
+
+fn tls_record(flow: &Flow<ConnAnalyzer>, client: Dir) -> Option<TlsRecord> {
+    let tls = &flow.handler.tls;
+    if !tls.is_tls() {
+        return None;
+    }
+    let f = tls.facts();
+    let ch = f.client_hello.as_ref();
+    let sh = f.server_hello.as_ref().or(f.hello_retry.as_ref());
+    let hexes = |v: &[u16]| v.iter().map(|&x| hex(x)).collect::<Vec<_>>();
+    let preamble_dir = [client, client.rev()].into_iter().find(|&d| tls.preamble(d) > 0);
+    let preamble = preamble_dir.map(|_| {
+        let (c, s) = (flow.handler.head(client), flow.handler.head(client.rev()));
+        if c.starts_with(b"CONNECT ") {
+            "http-connect".to_string()
+        } else {
+            plain::detect(c, s).unwrap_or("unknown").to_string()
+        }
+    });
+    let per = |v: [u64; 2]| PerSide { client: v[client.idx()], server: v[client.rev().idx()] };
+    Some(TlsRecord {
+        sni: ch.and_then(|c| c.sni.first().cloned()),
+        sni_all: ch.map(|c| c.sni.clone()).unwrap_or_default(),
+        alpn_offered: ch.and_then(|c| c.alpn.clone()),
+        alpn_selected: f.server_hello.as_ref().and_then(|s| s.alpn.clone()),
+        client_hello_version: ch.map(|c| hex(c.legacy_version)),
+        supported_versions_offered: ch.and_then(|c| c.supported_versions.as_deref().map(hexes)),
+        version: sh.map(|s| hex(s.version)),
+        version_name: sh.and_then(|s| names::version_name(s.version)),
+        cipher: sh.filter(|s| !s.sslv2).map(|s| hex(s.cipher)),
+        cipher_name: sh.filter(|s| !s.sslv2).and_then(|s| names::cipher_name(s.cipher)),
+        ciphers_offered: ch.map(|c| hexes(&c.ciphers)).unwrap_or_default(),
+        groups_offered: ch.map(|c| hexes(&c.groups)).unwrap_or_default(),
+        key_share_groups: ch.map(|c| hexes(&c.key_share_groups)).unwrap_or_default(),
+        alerts: f
+            .alerts
+            .iter()
+            .map(|a| AlertRecord {
+                from: side(client, a.dir),
+                level: a.level,
+                description: a.description,
+                name: names::alert_name(a.description),
+                frame: a.frame,
+            })
+            .collect(),
+        encrypted_alerts: per(f.encrypted_alerts.map(u64::from)),
+        certificate_request: f.certificate_request,
+        client_certificate: f.client_certificates.is_some(),
+        client_certificate_count: f.client_certificates,
+        server_certificates: f.server_certificates.clone(),
+        resumed: tls.resumed(),
+        hello_retry_request: f.hello_retry.is_some(),
+        ech_offered: ch.is_some_and(|c| c.ech),
+        resumption_offered: ch.is_some_and(|c| !c.session_id.is_empty() || c.session_ticket || c.psk),
+        early_data_offered: ch.is_some_and(|c| c.early_data),
+        sslv2: ch.is_some_and(|c| c.sslv2) || sh.is_some_and(|s| s.sslv2),
+        ja4: ch.filter(|c| !c.sslv2).map(|c| c.ja4.clone()),
+        client_hellos: f.client_hellos,
+        client_hello_frame: f.client_hello_frame,
+        preamble,
+        app_data_records: per(f.app_data_records),
+    })
+}
+
+fn end_name(end: Option<EndReason>) -> &'static str {
+    match end {
+        Some(EndReason::EndOfInput) | None => "end_of_input",
+        Some(EndReason::Closed) => "closed",
+        Some(EndReason::Idle) => "idle_timeout",
+        Some(EndReason::PortReuse) => "port_reuse",
+        Some(EndReason::Evicted) => "evicted",
+    }
+}
+
+/// Builds the record of a finished flow.
+pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> FlowRecord {
+    let roles = classify::roles(flow);
+    let c = roles.client;
+    let class = classify::classify(flow, roles);
+    let tls = tls_record(flow, c);
+    let any_payload = flow.half.iter().any(|h| h.bytes > 0);
+    let app_protocol = if tls.is_some() {
+        Some("tls")
+    } else if !any_payload {
+        None
+    } else {
+        Some(plain::detect(flow.handler.head(c), flow.handler.head(c.rev())).unwrap_or("unknown"))
+    };
+    let (hc, hs) = (&flow.half[c.idx()], &flow.half[c.rev().idx()]);
+    FlowRecord {
+        kind: "flow",
+        capture: capture.to_string(),
+        client: flow.sender(c).to_string(),
+        server: flow.sender(c.rev()).to_string(),
+        client_basis: roles.basis,
+        first_frame: flow.first_frame,
+        last_frame: flow.last_frame,
+        first_ts: rfc3339(flow.first_ts),
+        last_ts: rfc3339(flow.last_ts),
+        packets: PerSide { client: hc.packets, server: hs.packets },
+        bytes: PerSide { client: hc.bytes, server: hs.bytes },
+        state: flow.state().name(),
+        end: end_name(flow.end),
+        anomalies: anomalies(flow, c),
+        app_protocol,
+        class: class.class.name(),
+        confidence: class.confidence.name(),
+        evidence: class.evidence,
+        tls,
+    }
+}
+
+/// Counts for one capture.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Always `"summary"`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// JSON Lines schema version.
+    pub schema_version: u32,
+    /// Capture path as given.
+    pub capture: String,
+    /// Frames read.
+    pub packets: u64,
+    /// Frames decoded to a TCP segment.
+    pub decoded: u64,
+    /// Frames not decoded, by reason.
+    pub undecoded: BTreeMap<&'static str, u64>,
+    /// Link types seen, by number, with frame counts.
+    pub link_types: BTreeMap<u32, u64>,
+    /// Flow records emitted.
+    pub flows: u64,
+    /// Flows by class.
+    pub classes: BTreeMap<&'static str, u64>,
+    /// Flows with TLS.
+    pub tls_flows: u64,
+    /// Anomalies by kind (summed over flows).
+    pub anomalies: BTreeMap<&'static str, u64>,
+    /// Flows evicted because the flow table was full.
+    pub evicted_flows: u64,
+    /// The error that stopped reading this capture, if any.
+    pub error: Option<String>,
+}
+
+impl Summary {
+    /// Adds a flow record's counts.
+    pub fn count(&mut self, r: &FlowRecord) {
+        self.flows += 1;
+        *self.classes.entry(r.class).or_default() += 1;
+        if r.tls.is_some() {
+            self.tls_flows += 1;
+        }
+        for a in &r.anomalies {
+            *self.anomalies.entry(a.kind).or_default() += a.count;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats() {
+        assert_eq!(rfc3339(Timestamp(0)), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(rfc3339(Timestamp(1_795_843_703_123_456_789)), "2026-11-28T05:28:23.123456Z");
+        assert_eq!(rfc3339(Timestamp(951_782_400 * 1_000_000_000)), "2000-02-29T00:00:00.000000Z");
+    }
+}

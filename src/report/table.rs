@@ -1,0 +1,68 @@
+//! Human output: one table row per flow, sized to the terminal.
+
+use std::io::{self, Write};
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{ContentArrangement, Table};
+
+use super::{FlowRecord, Summary};
+
+/// Column headers of the flow table.
+const HEADER: [&str; 9] = ["frame", "client", "server", "proto", "class", "sni", "alpn", "version", "alerts"];
+
+fn row(r: &FlowRecord) -> Vec<String> {
+    let tls = r.tls.as_ref();
+    let dash = || "-".to_string();
+    vec![
+        r.first_frame.to_string(),
+        r.client.clone(),
+        r.server.clone(),
+        r.app_protocol.unwrap_or("-").to_string(),
+        r.class.to_string(),
+        tls.and_then(|t| t.sni.clone()).unwrap_or_else(dash),
+        tls.and_then(|t| {
+            let offered = t.alpn_offered.as_ref()?.join(",");
+            Some(match &t.alpn_selected {
+                Some(sel) => format!("{offered} → {sel}"),
+                None => offered,
+            })
+        })
+        .unwrap_or_else(dash),
+        tls.and_then(|t| t.version_name.clone().or_else(|| t.version.clone())).unwrap_or_else(dash),
+        tls.map(|t| {
+            t.alerts
+                .iter()
+                .map(|a| format!("{}:{}", a.from, a.name.map_or_else(|| a.description.to_string(), str::to_string)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(dash),
+    ]
+}
+
+/// Writes the flows of one capture and a one-line summary.
+pub fn write(out: &mut dyn Write, records: &[FlowRecord], summary: &Summary, width: Option<u16>) -> io::Result<()> {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic).set_header(HEADER);
+    if let Some(w) = width {
+        t.set_width(w);
+    }
+    for r in records {
+        t.add_row(row(r));
+    }
+    if !records.is_empty() {
+        writeln!(out, "{t}")?;
+    }
+    let classes: Vec<String> = summary.classes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let undecoded: u64 = summary.undecoded.values().sum();
+    writeln!(
+        out,
+        "{}: {} packets, {} flows ({}), {} undecoded packets",
+        summary.capture,
+        summary.packets,
+        summary.flows,
+        if classes.is_empty() { "none".to_string() } else { classes.join(", ") },
+        undecoded
+    )
+}
