@@ -100,10 +100,17 @@ pub struct TlsRecord {
     pub client_certificate: bool,
     /// Certificates in it.
     pub client_certificate_count: Option<usize>,
-    /// The server's chain, when visible.
+    /// The server sent a Certificate message in clear (TLS ≤ 1.2).
+    pub server_certificate: bool,
+    /// Certificates in it.
+    pub server_certificate_count: Option<usize>,
+    /// Summaries of the server's chain, when visible (at most 8; certificates that do not
+    /// parse, or that exceed the reassembly bounds, are counted but not summarized).
     pub server_certificates: Vec<CertSummary>,
     /// The handshake resumed a session.
     pub resumed: bool,
+    /// How: `session_id`, `ticket` or `psk`; null when not resumed.
+    pub resumed_by: Option<&'static str>,
     /// A HelloRetryRequest was sent.
     pub hello_retry_request: bool,
     /// Encrypted ClientHello offered.
@@ -253,7 +260,7 @@ fn tls_record(flow: &Flow<ConnAnalyzer>, client: Dir) -> Option<TlsRecord> {
         supported_versions_offered: ch.and_then(|c| c.supported_versions.as_deref().map(hexes)),
         version: sh.map(|s| hex(s.version)),
         version_name: sh.and_then(|s| names::version_name(s.version)),
-        cipher: sh.filter(|s| !s.sslv2).map(|s| hex(s.cipher)),
+        cipher: sh.and_then(|s| if s.sslv2 { s.sslv2_cipher.map(|c| format!("0x{c:06x}")) } else { Some(hex(s.cipher)) }),
         cipher_name: sh.filter(|s| !s.sslv2).and_then(|s| names::cipher_name(s.cipher)),
         ciphers_offered: ch.map(|c| hexes(&c.ciphers)).unwrap_or_default(),
         groups_offered: ch.map(|c| hexes(&c.groups)).unwrap_or_default(),
@@ -273,8 +280,11 @@ fn tls_record(flow: &Flow<ConnAnalyzer>, client: Dir) -> Option<TlsRecord> {
         certificate_request: f.certificate_request,
         client_certificate: f.client_certificates.is_some(),
         client_certificate_count: f.client_certificates,
+        server_certificate: f.server_certificate_count.is_some(),
+        server_certificate_count: f.server_certificate_count,
         server_certificates: f.server_certificates.clone(),
-        resumed: tls.resumed(),
+        resumed: tls.resumption().is_some(),
+        resumed_by: tls.resumption(),
         hello_retry_request: f.hello_retry.is_some(),
         ech_offered: ch.is_some_and(|c| c.ech),
         resumption_offered: ch.is_some_and(|c| !c.session_id.is_empty() || c.session_ticket || c.psk),

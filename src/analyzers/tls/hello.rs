@@ -89,6 +89,8 @@ pub struct ServerHello {
     pub hello_retry: bool,
     /// Sent in SSL 2.0 format.
     pub sslv2: bool,
+    /// SSL 2.0 only: the first 3-byte cipher kind the server listed.
+    pub sslv2_cipher: Option<u32>,
 }
 
 /// A little cursor for length-prefixed fields; every read is checked.
@@ -302,7 +304,14 @@ pub fn parse_sslv2_server_hello(rec: &[u8]) -> Option<ServerHello> {
     }
     r.take(2)?;
     let version = r.u16()?;
-    Some(ServerHello { legacy_version: version, version, sslv2: true, ..ServerHello::default() })
+    let cert_len = usize::from(r.u16()?);
+    let specs_len = usize::from(r.u16()?);
+    r.u16()?;
+    r.take(cert_len)?;
+    let sslv2_cipher = r.take(specs_len.min(3)).filter(|c| c.len() == 3).map(|c| {
+        (u32::from(c[0]) << 16) | (u32::from(c[1]) << 8) | u32::from(c[2])
+    });
+    Some(ServerHello { legacy_version: version, version, sslv2: true, sslv2_cipher, ..ServerHello::default() })
 }
 
 /// Splits an SSL 2.0 record (2-byte header, high bit set) into header length and body.

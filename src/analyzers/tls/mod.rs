@@ -22,8 +22,11 @@ use hello::{ClientHello, ServerHello};
 const MAX_RECORD_LEN: usize = 16384 + 2048;
 /// Bytes searched for a TLS start before a direction is declared not TLS.
 const SNIFF_MAX: usize = 16 * 1024;
-/// Largest handshake message reassembled (certificate chains included).
-const MAX_HANDSHAKE_MSG: usize = 128 * 1024;
+/// Largest handshake message reassembled whole.
+const MAX_HANDSHAKE_MSG: usize = 64 * 1024;
+/// Of a larger Certificate message, only this prefix is kept (the leaf and its issuers
+/// come first); the rest is passed over.
+const CERT_PREFIX: usize = 64 * 1024;
 /// Certificates of the server chain summarized.
 const MAX_CERTS: usize = 8;
 /// Record headers remembered per direction (sizes feed later heuristics).
@@ -75,6 +78,8 @@ struct DirState {
     hs: Vec<u8>,
     /// Bytes of an encrypted record body still to pass over.
     skip: usize,
+    /// Bytes of an oversized handshake message still to pass over.
+    hs_skip: usize,
     /// Handshake records in this direction are encrypted from here on.
     encrypted: bool,
     /// Bytes before the first TLS record (a STARTTLS or CONNECT preamble).
@@ -98,6 +103,7 @@ impl DirState {
             buf: Vec::new(),
             hs: Vec::new(),
             skip: 0,
+            hs_skip: 0,
             encrypted: false,
             preamble: 0,
             offset: 0,
@@ -448,26 +454,34 @@ impl TlsAnalyzer {
             }
             22 => {
                 let d = &mut self.dirs[dir.idx()];
-                if d.hs.len() + body.len() > MAX_HANDSHAKE_MSG + 4 {
-                    self.facts.malformed += 1;
-                    d.hs.clear();
-                    d.encrypted = true;
-                    return;
-                }
-                d.hs.extend_from_slice(body);
+                let passed = d.hs_skip.min(body.len());
+                d.hs_skip -= passed;
+                d.hs.extend_from_slice(&body[passed..]);
                 let hs = std::mem::take(&mut d.hs);
                 let mut at = 0;
                 while hs.len() - at >= 4 {
-                    let len = (usize::from(hs[at + 1]) << 16) | (usize::from(hs[at + 2]) << 8) | usize::from(hs[at + 3]);
+                    let (kind, len) = (hs[at], (usize::from(hs[at + 1]) << 16) | (usize::from(hs[at + 2]) << 8) | usize::from(hs[at + 3]));
+                    let have = hs.len() - at - 4;
                     if len > MAX_HANDSHAKE_MSG {
-                        self.facts.malformed += 1;
-                        self.dirs[dir.idx()].encrypted = true;
+                        if kind != 11 {
+                            self.facts.malformed += 1;
+                            self.dirs[dir.idx()].encrypted = true;
+                            return;
+                        }
+                        if have < CERT_PREFIX {
+                            break;
+                        }
+                        // An oversized chain: read the certificates in the prefix, pass over the rest.
+                        self.certificate(dir, &hs[at + 4..], false);
+                        let d = &mut self.dirs[dir.idx()];
+                        d.hs_skip = len - have;
+                        d.hs.clear();
                         return;
                     }
-                    if hs.len() - at < 4 + len {
+                    if have < len {
                         break;
                     }
-                    self.handshake(dir, hs[at], &hs[at + 4..at + 4 + len], ctx);
+                    self.handshake(dir, kind, &hs[at + 4..at + 4 + len], ctx);
                     at += 4 + len;
                     if self.dirs[dir.idx()].encrypted {
                         // What follows in this direction is no longer readable.
@@ -527,44 +541,65 @@ impl TlsAnalyzer {
                 }
             }
             4 => self.facts.session_ticket_issued = true,
-            11 => {
-                let chain = match tls_parser::parse_tls_handshake_msg_certificate(body) {
-                    Ok((_, tls_parser::TlsMessageHandshake::Certificate(c))) => c.cert_chain,
-                    _ => {
-                        self.facts.malformed += 1;
-                        return;
-                    }
-                };
-                if self.from_server(dir) {
-                    self.facts.server_certificate_count = Some(chain.len());
-                    self.facts.server_certificates =
-                        chain.iter().take(MAX_CERTS).filter_map(|c| cert::summarize(c.data)).collect();
-                } else {
-                    self.facts.client_certificates = Some(chain.len());
-                }
-            }
+            11 => self.certificate(dir, body, true),
             12 | 14 => self.facts.server_full_handshake = true,
             13 => self.facts.certificate_request = true,
             _ => {}
         }
     }
 
-    /// Whether the handshake resumed a session: TLS 1.3 PSK accepted, or a TLS ≤ 1.2
-    /// abbreviated handshake (session id echoed, or a ChangeCipherSpec with no
-    /// certificate or key exchange from the server).
-    pub fn resumed(&self) -> bool {
+    /// A Certificate message (TLS ≤ 1.2 layout), whole or only a prefix of it.
+    fn certificate(&mut self, dir: Dir, body: &[u8], whole: bool) {
+        let mut certs = Vec::new();
+        // Entries begun but cut off by the prefix still count as certificates sent.
+        let mut cut = 0;
+        let ok = body.len() >= 3 && {
+            let mut rest = &body[3..];
+            while rest.len() >= 3 {
+                let len = (usize::from(rest[0]) << 16) | (usize::from(rest[1]) << 8) | usize::from(rest[2]);
+                let Some(der) = rest.get(3..3 + len) else {
+                    cut = 1;
+                    break;
+                };
+                certs.push(der);
+                rest = &rest[3 + len..];
+            }
+            !whole || rest.is_empty()
+        };
+        if !ok {
+            self.facts.malformed += 1;
+            return;
+        }
+        if self.from_server(dir) {
+            self.facts.server_certificate_count = Some(certs.len() + cut);
+            self.facts.server_certificates = certs.iter().take(MAX_CERTS).filter_map(|c| cert::summarize(c)).collect();
+        } else {
+            self.facts.client_certificates = Some(certs.len() + cut);
+        }
+    }
+
+    /// How the handshake resumed a session, if it did: `psk` (TLS 1.3 pre-shared key
+    /// accepted), `session_id` (TLS ≤ 1.2 session id echoed) or `ticket` (an abbreviated
+    /// TLS ≤ 1.2 handshake without an echoed id: ChangeCipherSpec with no certificate or
+    /// key exchange from the server).
+    pub fn resumption(&self) -> Option<&'static str> {
         let f = &self.facts;
-        let Some(sh) = &f.server_hello else { return false };
+        let sh = f.server_hello.as_ref()?;
         if sh.psk {
-            return true;
+            return Some("psk");
         }
         if sh.version >= 0x0304 || sh.sslv2 {
-            return false;
+            return None;
         }
         let echoed = f.client_hello.as_ref().is_some_and(|ch| !ch.session_id.is_empty() && ch.session_id == sh.session_id);
         let server = f.server_dir.map_or(1, |d| d.idx());
-        echoed
-            || (f.change_cipher_spec[server] && !f.server_full_handshake && f.server_certificate_count.is_none())
+        if echoed {
+            Some("session_id")
+        } else if f.change_cipher_spec[server] && !f.server_full_handshake && f.server_certificate_count.is_none() {
+            Some("ticket")
+        } else {
+            None
+        }
     }
 }
 
@@ -630,7 +665,7 @@ mod tests {
                     t.on_chunk(Dir::AtoB, Chunk::Gap(u64::from(seed % 100)), &ctx());
                 }
             }
-            let _ = t.resumed();
+            let _ = t.resumption();
         }
     }
 }
