@@ -1,0 +1,97 @@
+//! Criterion benches of the pipeline stages on the committed captures, loaded into memory
+//! first so the disk is not measured. Run: `cargo bench --bench stages`.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mtlscope::analyzers::ConnAnalyzer;
+use mtlscope::analyzers::tls::TlsAnalyzer;
+use mtlscope::capture::{CaptureReader, LinkType, Timestamp};
+use mtlscope::decode;
+use mtlscope::flow::{Chunk, Ctx, Dir, FlowTable, TableConfig};
+
+struct Frame {
+    number: u64,
+    ts: Timestamp,
+    link: LinkType,
+    data: Vec<u8>,
+}
+
+fn load() -> Vec<Frame> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("captures");
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .expect("captures/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+        .collect();
+    paths.sort();
+    let mut frames = Vec::new();
+    for p in paths {
+        let bytes = std::fs::read(&p).expect("read capture");
+        let mut r = CaptureReader::new(&bytes[..]).expect("capture");
+        let _ = r.for_each_frame(|f| {
+            frames.push(Frame { number: frames.len() as u64 + 1, ts: f.ts, link: f.link, data: f.data.to_vec() })
+        });
+    }
+    frames
+}
+
+fn stages(c: &mut Criterion) {
+    let frames = load();
+    let bytes: u64 = frames.iter().map(|f| f.data.len() as u64).sum();
+    let views: Vec<mtlscope::capture::Frame<'_>> = frames
+        .iter()
+        .map(|f| mtlscope::capture::Frame {
+            number: f.number,
+            ts: f.ts,
+            link: f.link,
+            interface: 0,
+            data: &f.data,
+            orig_len: f.data.len() as u32,
+        })
+        .collect();
+
+    let mut g = c.benchmark_group("stages");
+    g.throughput(Throughput::Bytes(bytes));
+    g.bench_function("decode", |b| {
+        b.iter(|| views.iter().filter(|f| decode::decode(black_box(f)).is_ok()).count())
+    });
+    g.bench_function("flows+reassembly+tls", |b| {
+        b.iter(|| {
+            let mut t: FlowTable<ConnAnalyzer> = FlowTable::new(TableConfig::default());
+            for f in &views {
+                if let Ok(seg) = decode::decode(f) {
+                    t.process(&seg, &Ctx { frame: f.number, ts: f.ts });
+                }
+            }
+            t.finish_all().len()
+        })
+    });
+    g.finish();
+
+    // The TLS analyzer alone on every TCP payload, in order, as one stream per direction.
+    let payloads: Vec<&[u8]> = views
+        .iter()
+        .filter_map(|f| decode::decode(f).ok())
+        .map(|s| s.payload)
+        .filter(|p| p.first() == Some(&0x16))
+        .collect();
+    let hello_bytes: u64 = payloads.iter().map(|p| p.len() as u64).sum();
+    let mut g = c.benchmark_group("tls");
+    g.throughput(Throughput::Bytes(hello_bytes));
+    g.bench_function("handshake_records", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for p in &payloads {
+                let mut t = TlsAnalyzer::default();
+                t.on_chunk(Dir::AtoB, Chunk::Data(black_box(p)), &Ctx { frame: 1, ts: Timestamp(0) });
+                n += usize::from(t.is_tls());
+            }
+            n
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, stages);
+criterion_main!(benches);

@@ -1,0 +1,1 @@
+//! Filled in once the real-stack captures land.

@@ -1,0 +1,14 @@
+//! Integration tests of the `mtlscope` binary. One test binary; each module covers one
+//! concern:
+
+#[path = "../support/mod.rs"]
+mod support;
+
+/// Exact facts on the captures in `captures/`, made with real TLS stacks and tcpdump.
+mod captures;
+/// Command-line behaviour: exit codes, errors that name the file, stdin, thread counts.
+mod cli;
+/// The JSON Lines contract: every field is documented and typed (docs/flow-record.md).
+mod schema;
+/// TCP reassembly edge cases on synthetic packets: reordering, wrap, overlap, gaps, reuse.
+mod reassembly;
