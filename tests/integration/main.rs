@@ -8,6 +8,8 @@ mod support;
 mod captures;
 /// Command-line behaviour: exit codes, errors that name the file, stdin, thread counts.
 mod cli;
+/// Agreement with tshark's ground truth on the public captures (score-truth).
+mod public;
 /// The JSON Lines contract: every field is documented and typed (docs/flow-record.md).
 mod schema;
 /// TCP reassembly edge cases on synthetic packets: reordering, wrap, overlap, gaps, reuse.

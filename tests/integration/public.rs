@@ -1,0 +1,35 @@
+//! Agreement with tshark on the public captures (`../shared/captures-public`, or the
+//! folder named by `MTLSCOPE_SHARED`): every scored field at 99 % or better, no crash.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::support::bin;
+
+fn shared() -> Option<PathBuf> {
+    let dir = std::env::var_os("MTLSCOPE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    dir.join("tools/score-truth").exists().then_some(dir)
+}
+
+#[test]
+fn agrees_with_tshark_on_the_public_captures() {
+    let Some(dir) = shared() else {
+        eprintln!("public captures not found (set MTLSCOPE_SHARED); agreement not checked");
+        assert!(std::env::var_os("MTLSCOPE_REQUIRE_PUBLIC").is_none(), "MTLSCOPE_REQUIRE_PUBLIC is set");
+        return;
+    };
+    let caps = dir.join("captures-public");
+    let out = Command::new("python3")
+        .arg(dir.join("tools/score-truth"))
+        .args(["--truth", caps.join("truth.jsonl").to_str().unwrap()])
+        .args(["--streams", caps.join("streams.jsonl").to_str().unwrap()])
+        .args(["--min", "0.99", "--show", "50", "--", bin(), "analyze", "--format", "jsonl"])
+        .output()
+        .expect("run score-truth with python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    assert!(out.status.success(), "agreement below 99 % or a crash:\n{text}");
+    assert!(text.contains("0 crashes"));
+}
