@@ -30,7 +30,12 @@ fn load() -> Vec<Frame> {
         let bytes = std::fs::read(&p).expect("read capture");
         let mut r = CaptureReader::new(&bytes[..]).expect("capture");
         let _ = r.for_each_frame(|f| {
-            frames.push(Frame { number: frames.len() as u64 + 1, ts: f.ts, link: f.link, data: f.data.to_vec() })
+            frames.push(Frame {
+                number: frames.len() as u64 + 1,
+                ts: f.ts,
+                link: f.link,
+                data: f.data.to_vec(),
+            })
         });
     }
     frames
@@ -54,14 +59,25 @@ fn stages(c: &mut Criterion) {
     let mut g = c.benchmark_group("stages");
     g.throughput(Throughput::Bytes(bytes));
     g.bench_function("decode", |b| {
-        b.iter(|| views.iter().filter(|f| decode::decode(black_box(f)).is_ok()).count())
+        b.iter(|| {
+            views
+                .iter()
+                .filter(|f| decode::decode(black_box(f)).is_ok())
+                .count()
+        })
     });
     g.bench_function("flows+reassembly+tls", |b| {
         b.iter(|| {
             let mut t: FlowTable<ConnAnalyzer> = FlowTable::new(TableConfig::default());
             for f in &views {
                 if let Ok(seg) = decode::decode(f) {
-                    t.process(&seg, &Ctx { frame: f.number, ts: f.ts });
+                    t.process(
+                        &seg,
+                        &Ctx {
+                            frame: f.number,
+                            ts: f.ts,
+                        },
+                    );
                 }
             }
             t.finish_all().len()
@@ -84,7 +100,14 @@ fn stages(c: &mut Criterion) {
             let mut n = 0;
             for p in &payloads {
                 let mut t = TlsAnalyzer::default();
-                t.on_chunk(Dir::AtoB, Chunk::Data(black_box(p)), &Ctx { frame: 1, ts: Timestamp(0) });
+                t.on_chunk(
+                    Dir::AtoB,
+                    Chunk::Data(black_box(p)),
+                    &Ctx {
+                        frame: 1,
+                        ts: Timestamp(0),
+                    },
+                );
                 n += usize::from(t.is_tls());
             }
             n

@@ -124,23 +124,29 @@ pub fn run(cfg: &Config, out: &mut dyn Write, err: &mut dyn Write) -> io::Result
         let result = match input {
             Input::File(p) => match std::fs::File::open(p) {
                 Ok(f) => analyze(io::BufReader::with_capacity(1 << 20, f), &name, cfg),
-                Err(e) => Err((Summary::default(), format!("cannot open: {e}"))),
+                Err(e) => Err(format!("cannot open: {e}")),
             },
             Input::Stdin => analyze(io::stdin(), &name, cfg),
         };
         let (records, summary) = match result {
             Ok(v) => v,
-            Err((mut summary, msg)) => {
+            Err(msg) => {
                 writeln!(err, "mtlscope: {name}: {msg}")?;
                 outcome = Outcome::InputError;
-                summary.kind = "summary";
-                summary.schema_version = SCHEMA_VERSION;
-                summary.capture = name.clone();
-                summary.error = Some(msg);
-                (Vec::new(), summary)
+                (
+                    Vec::new(),
+                    Summary {
+                        error: Some(msg),
+                        ..empty_summary(&name)
+                    },
+                )
             }
         };
-        if let Some(e) = summary.error.as_ref().filter(|_| !records.is_empty() || summary.packets > 0) {
+        if let Some(e) = summary
+            .error
+            .as_ref()
+            .filter(|_| !records.is_empty() || summary.packets > 0)
+        {
             writeln!(err, "mtlscope: {name}: {e}")?;
             outcome = Outcome::InputError;
         }
@@ -149,7 +155,12 @@ pub fn run(cfg: &Config, out: &mut dyn Write, err: &mut dyn Write) -> io::Result
     Ok(outcome)
 }
 
-fn write_records(cfg: &Config, out: &mut dyn Write, records: &[FlowRecord], summary: &Summary) -> io::Result<()> {
+fn write_records(
+    cfg: &Config,
+    out: &mut dyn Write,
+    records: &[FlowRecord],
+    summary: &Summary,
+) -> io::Result<()> {
     match cfg.format {
         Format::Jsonl => {
             for r in records {
@@ -164,16 +175,23 @@ fn write_records(cfg: &Config, out: &mut dyn Write, records: &[FlowRecord], summ
     out.flush()
 }
 
-type Analyzed = Result<(Vec<FlowRecord>, Summary), (Summary, String)>;
+/// Flow records and summary of a capture, or why it could not be opened at all.
+type Analyzed = Result<(Vec<FlowRecord>, Summary), String>;
+
+fn empty_summary(name: &str) -> Summary {
+    Summary {
+        kind: "summary",
+        schema_version: SCHEMA_VERSION,
+        capture: name.to_string(),
+        ..Summary::default()
+    }
+}
 
 /// Analyzes one capture. A read error after some frames still reports those frames'
 /// flows, with the error in the summary.
 pub fn analyze<R: Read + Send>(source: R, name: &str, cfg: &Config) -> Analyzed {
-    let mut summary = Summary { kind: "summary", schema_version: SCHEMA_VERSION, capture: name.to_string(), ..Summary::default() };
-    let mut reader = match CaptureReader::new(source) {
-        Ok(r) => r,
-        Err(e) => return Err((summary, e.to_string())),
-    };
+    let mut summary = empty_summary(name);
+    let mut reader = CaptureReader::new(source).map_err(|e| e.to_string())?;
     let n = cfg.threads.max(1);
     let table_cfg = cfg.table;
     let (read_result, mut records, evicted) = std::thread::scope(|scope| {
@@ -223,7 +241,9 @@ pub fn analyze<R: Read + Send>(source: R, name: &str, cfg: &Config) -> Analyzed 
         }
         // A pcap has one link type: if it is not decodable, the file cannot be analyzed.
         let read_result = match (read_result, unsupported) {
-            (Ok(()), Some(l)) if reader.is_legacy_pcap() => Err(format!("unsupported link type {l}")),
+            (Ok(()), Some(l)) if reader.is_legacy_pcap() => {
+                Err(format!("unsupported link type {l}"))
+            }
             (r, _) => r.map_err(|e| e.to_string()),
         };
         (read_result, records, evicted)
@@ -253,10 +273,26 @@ fn worker(rx: Receiver<Batch>, cfg: TableConfig, name: &str) -> (Vec<FlowRecord>
                 wire_len: m.wire_len,
                 ifindex: m.ifindex,
             };
-            table.process(&seg, &Ctx { frame: m.frame, ts: m.ts });
+            table.process(
+                &seg,
+                &Ctx {
+                    frame: m.frame,
+                    ts: m.ts,
+                },
+            );
         }
-        records.extend(table.take_finished().iter().map(|f| report::flow_record(f, name)));
+        records.extend(
+            table
+                .take_finished()
+                .iter()
+                .map(|f| report::flow_record(f, name)),
+        );
     }
-    records.extend(table.finish_all().iter().map(|f| report::flow_record(f, name)));
+    records.extend(
+        table
+            .finish_all()
+            .iter()
+            .map(|f| report::flow_record(f, name)),
+    );
     (records, table.evicted())
 }

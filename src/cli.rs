@@ -88,7 +88,13 @@ impl AnalyzeArgs {
             inputs: self
                 .files
                 .into_iter()
-                .map(|f| if f.as_os_str() == "-" { Input::Stdin } else { Input::File(f) })
+                .map(|f| {
+                    if f.as_os_str() == "-" {
+                        Input::Stdin
+                    } else {
+                        Input::File(f)
+                    }
+                })
                 .collect(),
             format,
             threads,
@@ -99,7 +105,8 @@ impl AnalyzeArgs {
                     ..Limits::default()
                 },
                 max_flows: self.max_flows,
-                idle_timeout: i64::try_from(self.idle_timeout.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX),
+                idle_timeout: i64::try_from(self.idle_timeout.saturating_mul(1_000_000_000))
+                    .unwrap_or(i64::MAX),
                 ..defaults
             },
             width,

@@ -10,11 +10,21 @@ fn starts_ci(b: &[u8], prefix: &[u8]) -> bool {
 }
 
 fn contains_ci(b: &[u8], needle: &[u8]) -> bool {
-    b.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+    b.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
-const HTTP_METHODS: [&[u8]; 9] =
-    [b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE "];
+const HTTP_METHODS: [&[u8]; 9] = [
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"HEAD ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+];
 
 /// The first line of `b` is an HTTP/1.x request.
 pub fn is_http_request(b: &[u8]) -> bool {
@@ -46,10 +56,14 @@ pub fn detect(client: &[u8], server: &[u8]) -> Option<&'static str> {
         if s.starts_with(b"SSH-") || c.starts_with(b"SSH-") {
             return Some("ssh");
         }
-        if s.starts_with(b"220") && (starts_ci(c, b"EHLO") || starts_ci(c, b"HELO") || contains_ci(s, b"SMTP")) {
+        if s.starts_with(b"220")
+            && (starts_ci(c, b"EHLO") || starts_ci(c, b"HELO") || contains_ci(s, b"SMTP"))
+        {
             return Some("smtp");
         }
-        if s.starts_with(b"220") && (starts_ci(c, b"USER ") || starts_ci(c, b"AUTH ") || contains_ci(s, b"FTP")) {
+        if s.starts_with(b"220")
+            && (starts_ci(c, b"USER ") || starts_ci(c, b"AUTH ") || contains_ci(s, b"FTP"))
+        {
             return Some("ftp");
         }
         if s.starts_with(b"+OK") {
@@ -64,10 +78,17 @@ pub fn detect(client: &[u8], server: &[u8]) -> Option<&'static str> {
         if starts_ci(c, b"NICK ") || starts_ci(c, b"CAP LS") || starts_ci(c, b"PASS ") {
             return Some("irc");
         }
-        if c.starts_with(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f]) || (c.len() >= 8 && c[4..8] == [0, 3, 0, 0]) {
+        if c.starts_with(&[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f])
+            || (c.len() >= 8 && c[4..8] == [0, 3, 0, 0])
+        {
             return Some("postgresql");
         }
-        if s.len() >= 5 && s[3] == 0 && s[4] == 10 && usize::from(s[0]) + 4 <= s.len() + 4 && c.len() >= 4 {
+        if s.len() >= 5
+            && s[3] == 0
+            && s[4] == 10
+            && usize::from(s[0]) + 4 <= s.len() + 4
+            && c.len() >= 4
+        {
             return Some("mysql");
         }
         if c.first() == Some(&b'*') && c.get(1).is_some_and(u8::is_ascii_digit) {
@@ -80,7 +101,10 @@ pub fn detect(client: &[u8], server: &[u8]) -> Option<&'static str> {
 /// Whether `b` is mostly printable text (a hint that an unknown protocol is cleartext).
 pub fn looks_textual(b: &[u8]) -> bool {
     !b.is_empty()
-        && b.iter().filter(|&&c| c == b'\r' || c == b'\n' || c == b'\t' || (0x20..0x7f).contains(&c)).count() * 10
+        && b.iter()
+            .filter(|&&c| c == b'\r' || c == b'\n' || c == b'\t' || (0x20..0x7f).contains(&c))
+            .count()
+            * 10
             >= b.len() * 9
 }
 
@@ -90,11 +114,20 @@ mod tests {
 
     #[test]
     fn recognizes() {
-        assert_eq!(detect(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b"HTTP/1.1 200 OK\r\n"), Some("http/1.x"));
-        assert_eq!(detect(b"HTTP/1.1 200 OK\r\n", b"GET /x HTTP/1.0\r\n"), Some("http/1.x"));
+        assert_eq!(
+            detect(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b"HTTP/1.1 200 OK\r\n"),
+            Some("http/1.x")
+        );
+        assert_eq!(
+            detect(b"HTTP/1.1 200 OK\r\n", b"GET /x HTTP/1.0\r\n"),
+            Some("http/1.x")
+        );
         assert_eq!(detect(H2_PREFACE, b""), Some("h2c"));
         assert_eq!(
-            detect(b"GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n", b"HTTP/1.1 101 Switching Protocols\r\n"),
+            detect(
+                b"GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
+                b"HTTP/1.1 101 Switching Protocols\r\n"
+            ),
             Some("h2c")
         );
         assert_eq!(detect(b"EHLO me\r\n", b"220 mx ESMTP\r\n"), Some("smtp"));

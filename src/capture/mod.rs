@@ -167,7 +167,11 @@ impl<'r> CaptureReader<'r> {
         };
         Ok(CaptureReader {
             inner,
-            state: State { interfaces: Vec::new(), legacy: false, frames: 0 },
+            state: State {
+                interfaces: Vec::new(),
+                legacy: false,
+                frames: 0,
+            },
             buffer_size: INITIAL_BUFFER,
         })
     }
@@ -180,14 +184,14 @@ impl<'r> CaptureReader<'r> {
     /// Calls `on_frame` for every packet until the end of input. Returns how the input
     /// ended: `Ok(())` at a clean end, else the error that stopped reading (frames before
     /// it were delivered).
-    pub fn for_each_frame(&mut self, mut on_frame: impl FnMut(&Frame<'_>)) -> Result<(), CaptureError> {
+    pub fn for_each_frame(
+        &mut self,
+        mut on_frame: impl FnMut(&Frame<'_>),
+    ) -> Result<(), CaptureError> {
         loop {
             match self.inner.next() {
                 Ok((offset, block)) => {
-                    let frame = match self.state.interpret(block) {
-                        Ok(f) => f,
-                        Err(e) => return Err(e),
-                    };
+                    let frame = self.state.interpret(block)?;
                     if let Some(frame) = frame {
                         on_frame(&frame);
                     }
@@ -201,18 +205,24 @@ impl<'r> CaptureReader<'r> {
                 }
                 Err(PcapError::BufferTooSmall) => {
                     if self.buffer_size >= MAX_RECORD + 64 {
-                        return Err(CaptureError::RecordTooLarge { frames: self.state.frames });
+                        return Err(CaptureError::RecordTooLarge {
+                            frames: self.state.frames,
+                        });
                     }
                     self.buffer_size = (self.buffer_size * 2).min(MAX_RECORD + 64);
                     if !self.inner.grow(self.buffer_size) {
-                        return Err(CaptureError::RecordTooLarge { frames: self.state.frames });
+                        return Err(CaptureError::RecordTooLarge {
+                            frames: self.state.frames,
+                        });
                     }
                     if self.inner.refill().is_err() {
                         return Err(CaptureError::Io("read failed".into()));
                     }
                 }
                 Err(PcapError::UnexpectedEof) => {
-                    return Err(CaptureError::Truncated { frames: self.state.frames });
+                    return Err(CaptureError::Truncated {
+                        frames: self.state.frames,
+                    });
                 }
                 Err(PcapError::ReadError) => return Err(CaptureError::Io("read failed".into())),
                 Err(e) => {
@@ -233,11 +243,18 @@ impl<'r> CaptureReader<'r> {
 
 impl State {
     /// Turns a container block into a frame, or updates reader state for non-packet blocks.
-    fn interpret<'b>(&mut self, block: PcapBlockOwned<'b>) -> Result<Option<Frame<'b>>, CaptureError> {
+    fn interpret<'b>(
+        &mut self,
+        block: PcapBlockOwned<'b>,
+    ) -> Result<Option<Frame<'b>>, CaptureError> {
         match block {
             PcapBlockOwned::LegacyHeader(h) => {
                 self.legacy = true;
-                let resolution = if h.is_nanosecond_precision() { 1_000_000_000 } else { 1_000_000 };
+                let resolution = if h.is_nanosecond_precision() {
+                    1_000_000_000
+                } else {
+                    1_000_000
+                };
                 self.interfaces = vec![Interface {
                     link: LinkType(h.network.0 as u32),
                     resolution,
@@ -251,7 +268,11 @@ impl State {
                 let data = &b.data[..b.data.len().min(b.caplen as usize)];
                 Ok(Some(Frame {
                     number: self.frames,
-                    ts: Timestamp::from_parts(i64::from(b.ts_sec), u64::from(b.ts_usec), iface.resolution),
+                    ts: Timestamp::from_parts(
+                        i64::from(b.ts_sec),
+                        u64::from(b.ts_usec),
+                        iface.resolution,
+                    ),
                     link: iface.link,
                     interface: 0,
                     data,
@@ -313,9 +334,11 @@ impl State {
         self.interfaces
             .get(id as usize)
             .copied()
-            .ok_or(CaptureError::UnknownInterface { frames: self.frames, interface: id })
+            .ok_or(CaptureError::UnknownInterface {
+                frames: self.frames,
+                interface: id,
+            })
     }
-
 }
 
 #[cfg(test)]
@@ -325,7 +348,11 @@ mod tests {
     fn pcap_header(magic: u32, link: u32, big: bool) -> Vec<u8> {
         let mut v = Vec::new();
         let put32 = |v: &mut Vec<u8>, x: u32| {
-            v.extend_from_slice(&if big { x.to_be_bytes() } else { x.to_le_bytes() })
+            v.extend_from_slice(&if big {
+                x.to_be_bytes()
+            } else {
+                x.to_le_bytes()
+            })
         };
         put32(&mut v, magic);
         v.extend_from_slice(&if big { [0, 2, 0, 4] } else { [2, 0, 4, 0] });
@@ -338,12 +365,18 @@ mod tests {
 
     fn record(v: &mut Vec<u8>, big: bool, sec: u32, frac: u32, data: &[u8]) {
         for x in [sec, frac, data.len() as u32, data.len() as u32] {
-            v.extend_from_slice(&if big { x.to_be_bytes() } else { x.to_le_bytes() });
+            v.extend_from_slice(&if big {
+                x.to_be_bytes()
+            } else {
+                x.to_le_bytes()
+            });
         }
         v.extend_from_slice(data);
     }
 
-    fn read_all(bytes: &[u8]) -> (Vec<(u64, Timestamp, LinkType, Vec<u8>)>, Result<(), CaptureError>) {
+    type Frames = Vec<(u64, Timestamp, LinkType, Vec<u8>)>;
+
+    fn read_all(bytes: &[u8]) -> (Frames, Result<(), CaptureError>) {
         let mut out = Vec::new();
         let mut r = match CaptureReader::new(bytes) {
             Ok(r) => r,
@@ -389,7 +422,10 @@ mod tests {
     #[test]
     fn garbage_and_empty_are_rejected() {
         assert!(matches!(read_all(b"").1, Err(CaptureError::Empty)));
-        assert!(matches!(read_all(b"hello world, this is not a capture file").1, Err(CaptureError::NotACapture)));
+        assert!(matches!(
+            read_all(b"hello world, this is not a capture file").1,
+            Err(CaptureError::NotACapture)
+        ));
     }
 
     #[test]

@@ -22,18 +22,33 @@ pub struct Roles {
 pub fn roles(flow: &Flow<ConnAnalyzer>) -> Roles {
     let tls = flow.handler.tls.facts();
     if let Some(d) = flow.opened_by() {
-        return Roles { client: d, basis: "tcp_syn" };
+        return Roles {
+            client: d,
+            basis: "tcp_syn",
+        };
     }
     if let Some(d) = tls.client_dir {
-        return Roles { client: d, basis: "client_hello" };
+        return Roles {
+            client: d,
+            basis: "client_hello",
+        };
     }
     if let Some(d) = tls.server_dir {
-        return Roles { client: d.rev(), basis: "server_hello" };
+        return Roles {
+            client: d.rev(),
+            basis: "server_hello",
+        };
     }
     if flow.a.port < 1024 && flow.b.port >= 1024 {
-        return Roles { client: Dir::BtoA, basis: "port" };
+        return Roles {
+            client: Dir::BtoA,
+            basis: "port",
+        };
     }
-    Roles { client: Dir::AtoB, basis: "first_packet" }
+    Roles {
+        client: Dir::AtoB,
+        basis: "first_packet",
+    }
 }
 
 /// The answer for one flow.
@@ -95,14 +110,25 @@ pub struct Classification {
 }
 
 /// The Istio ALPN values a sidecar offers.
-const ISTIO_ALPN: [&str; 5] = ["istio-peer-exchange", "istio", "istio-http/1.0", "istio-http/1.1", "istio-h2"];
+const ISTIO_ALPN: [&str; 5] = [
+    "istio-peer-exchange",
+    "istio",
+    "istio-http/1.0",
+    "istio-http/1.1",
+    "istio-h2",
+];
 
 /// Istio's SNI: `outbound_.<port>_.<subset>_.<host>`.
 fn istio_sni(sni: &str) -> bool {
-    let Some(rest) = sni.strip_prefix("outbound_.") else { return false };
+    let Some(rest) = sni.strip_prefix("outbound_.") else {
+        return false;
+    };
     let mut parts = rest.splitn(3, "_.");
     let port = parts.next().unwrap_or_default();
-    !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && parts.next().is_some() && parts.next().is_some()
+    !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && parts.next().is_some()
+        && parts.next().is_some()
 }
 
 type Rule = fn(&Flow<ConnAnalyzer>, Roles) -> Option<Classification>;
@@ -113,15 +139,24 @@ fn rule_istio(flow: &Flow<ConnAnalyzer>, _: Roles) -> Option<Classification> {
     if let Some(sni) = ch.sni.first().filter(|s| istio_sni(s)) {
         evidence.push(format!("sni:{sni}"));
     }
-    let alpn: Vec<&str> =
-        ch.alpn.iter().flatten().map(String::as_str).filter(|a| ISTIO_ALPN.contains(a)).collect();
+    let alpn: Vec<&str> = ch
+        .alpn
+        .iter()
+        .flatten()
+        .map(String::as_str)
+        .filter(|a| ISTIO_ALPN.contains(a))
+        .collect();
     if !alpn.is_empty() {
         evidence.push(format!("alpn:{}", alpn.join(",")));
     }
     if evidence.is_empty() {
         return None;
     }
-    Some(Classification { class: Class::IstioMtls, confidence: Confidence::High, evidence })
+    Some(Classification {
+        class: Class::IstioMtls,
+        confidence: Confidence::High,
+        evidence,
+    })
 }
 
 fn rule_tls(flow: &Flow<ConnAnalyzer>, _: Roles) -> Option<Classification> {
@@ -137,11 +172,18 @@ fn rule_tls(flow: &Flow<ConnAnalyzer>, _: Roles) -> Option<Classification> {
     } else {
         (Confidence::Medium, "tls_records")
     };
-    Some(Classification { class: Class::AppTls, confidence, evidence: vec![what.into()] })
+    Some(Classification {
+        class: Class::AppTls,
+        confidence,
+        evidence: vec![what.into()],
+    })
 }
 
 fn rule_plaintext(flow: &Flow<ConnAnalyzer>, roles: Roles) -> Option<Classification> {
-    let (c, s) = (flow.handler.head(roles.client), flow.handler.head(roles.client.rev()));
+    let (c, s) = (
+        flow.handler.head(roles.client),
+        flow.handler.head(roles.client.rev()),
+    );
     if let Some(proto) = plain::detect(c, s) {
         if proto == "ssh" {
             return None;
@@ -166,14 +208,24 @@ const RULES: [Rule; 3] = [rule_istio, rule_tls, rule_plaintext];
 
 /// Classifies a finished flow.
 pub fn classify(flow: &Flow<ConnAnalyzer>, roles: Roles) -> Classification {
-    RULES.iter().find_map(|r| r(flow, roles)).unwrap_or_else(|| {
-        let any_payload = flow.half.iter().any(|h| h.bytes > 0);
-        Classification {
-            class: Class::Unknown,
-            confidence: Confidence::Low,
-            evidence: vec![if any_payload { "unrecognized_payload" } else { "no_payload" }.into()],
-        }
-    })
+    RULES
+        .iter()
+        .find_map(|r| r(flow, roles))
+        .unwrap_or_else(|| {
+            let any_payload = flow.half.iter().any(|h| h.bytes > 0);
+            Classification {
+                class: Class::Unknown,
+                confidence: Confidence::Low,
+                evidence: vec![
+                    if any_payload {
+                        "unrecognized_payload"
+                    } else {
+                        "no_payload"
+                    }
+                    .into(),
+                ],
+            }
+        })
 }
 
 #[cfg(test)]
@@ -182,8 +234,12 @@ mod tests {
 
     #[test]
     fn istio_sni_shapes() {
-        assert!(istio_sni("outbound_.8080_._.helloworld.default.svc.cluster.local"));
-        assert!(istio_sni("outbound_.9080_.v1_.reviews.default.svc.cluster.local"));
+        assert!(istio_sni(
+            "outbound_.8080_._.helloworld.default.svc.cluster.local"
+        ));
+        assert!(istio_sni(
+            "outbound_.9080_.v1_.reviews.default.svc.cluster.local"
+        ));
         assert!(!istio_sni("outbound_.x_._.a"));
         assert!(!istio_sni("reviews.default.svc.cluster.local"));
         assert!(!istio_sni("outbound_.80"));

@@ -174,7 +174,11 @@ pub fn decode<'a>(frame: &Frame<'a>) -> Result<TcpSegment<'a>, DecodeError> {
                 u32::from_be_bytes(raw)
             } else {
                 let le = u32::from_le_bytes(raw);
-                if le > 0xffff { u32::from_be_bytes(raw) } else { le }
+                if le > 0xffff {
+                    u32::from_be_bytes(raw)
+                } else {
+                    le
+                }
             };
             match family {
                 2 | 10 | 24 | 28 | 30 => (Next::Ip, &data[4..]),
@@ -183,12 +187,18 @@ pub fn decode<'a>(frame: &Frame<'a>) -> Result<TcpSegment<'a>, DecodeError> {
         }
         LinkType::LINUX_SLL => {
             let h = data.get(..16).ok_or(DecodeError::Truncated(Layer::Link))?;
-            (Next::EtherType(u16::from_be_bytes([h[14], h[15]])), &data[16..])
+            (
+                Next::EtherType(u16::from_be_bytes([h[14], h[15]])),
+                &data[16..],
+            )
         }
         LinkType::LINUX_SLL2 => {
             let h = data.get(..20).ok_or(DecodeError::Truncated(Layer::Link))?;
             ifindex = Some(u32::from_be_bytes([h[4], h[5], h[6], h[7]]));
-            (Next::EtherType(u16::from_be_bytes([h[0], h[1]])), &data[20..])
+            (
+                Next::EtherType(u16::from_be_bytes([h[0], h[1]])),
+                &data[20..],
+            )
         }
         other => return Err(DecodeError::UnsupportedLinkType(other)),
     };
@@ -282,8 +292,14 @@ fn decode_ip(data: &[u8], depth: usize) -> Result<TcpSegment<'_>, DecodeError> {
         | (tcp.psh() as u8 * TcpFlags::PSH)
         | (tcp.ack() as u8 * TcpFlags::ACK);
     Ok(TcpSegment {
-        src: Endpoint { ip: src, port: tcp.source_port() },
-        dst: Endpoint { ip: dst, port: tcp.destination_port() },
+        src: Endpoint {
+            ip: src,
+            port: tcp.source_port(),
+        },
+        dst: Endpoint {
+            ip: dst,
+            port: tcp.destination_port(),
+        },
         seq: tcp.sequence_number(),
         ack: tcp.acknowledgment_number(),
         flags: TcpFlags(flags),
@@ -309,7 +325,9 @@ fn decode_tunnel(udp: &[u8], depth: usize) -> Result<TcpSegment<'_>, DecodeError
         GENEVE_PORT => {
             let g = body.get(..8).ok_or(DecodeError::Truncated(Layer::Link))?;
             let opt_len = usize::from(g[0] & 0x3f) * 4;
-            let inner = body.get(8 + opt_len..).ok_or(DecodeError::Truncated(Layer::Link))?;
+            let inner = body
+                .get(8 + opt_len..)
+                .ok_or(DecodeError::Truncated(Layer::Link))?;
             match u16::from_be_bytes([g[2], g[3]]) {
                 0x6558 => peel(Next::Ethernet, inner, depth + 1),
                 0x0800 | 0x86dd => decode_ip(inner, depth + 1),
@@ -327,11 +345,20 @@ mod tests {
     use etherparse::PacketBuilder;
 
     fn frame(link: LinkType, data: &[u8]) -> Frame<'_> {
-        Frame { number: 1, ts: Timestamp(0), link, interface: 0, data, orig_len: data.len() as u32 }
+        Frame {
+            number: 1,
+            ts: Timestamp(0),
+            link,
+            interface: 0,
+            data,
+            orig_len: data.len() as u32,
+        }
     }
 
     fn ipv4_tcp(payload: &[u8]) -> Vec<u8> {
-        let b = PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).tcp(40000, 443, 1000, 65535).ack(77);
+        let b = PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 443, 1000, 65535)
+            .ack(77);
         let mut v = Vec::new();
         b.write(&mut v, payload).unwrap();
         v
@@ -343,7 +370,10 @@ mod tests {
         let s = decode(&frame(LinkType::RAW, &pkt)).unwrap();
         assert_eq!(s.src.to_string(), "10.0.0.1:40000");
         assert_eq!(s.dst.to_string(), "10.0.0.2:443");
-        assert_eq!((s.seq, s.ack, s.payload, s.wire_len), (1000, 77, &b"hello"[..], 5));
+        assert_eq!(
+            (s.seq, s.ack, s.payload, s.wire_len),
+            (1000, 77, &b"hello"[..], 5)
+        );
         assert!(s.flags.has(TcpFlags::ACK));
     }
 
@@ -380,7 +410,10 @@ mod tests {
     fn fragments_are_not_tcp() {
         let mut pkt = ipv4_tcp(b"0123456789");
         pkt[6] = 0x20; // more fragments
-        assert_eq!(decode(&frame(LinkType::RAW, &pkt)).unwrap_err(), DecodeError::IpFragment);
+        assert_eq!(
+            decode(&frame(LinkType::RAW, &pkt)).unwrap_err(),
+            DecodeError::IpFragment
+        );
     }
 
     #[test]

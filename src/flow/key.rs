@@ -36,7 +36,11 @@ pub struct FlowKey {
 impl FlowKey {
     /// The key of a segment from `src` to `dst`.
     pub fn new(src: Endpoint, dst: Endpoint) -> FlowKey {
-        if src <= dst { FlowKey { lo: src, hi: dst } } else { FlowKey { lo: dst, hi: src } }
+        if src <= dst {
+            FlowKey { lo: src, hi: dst }
+        } else {
+            FlowKey { lo: dst, hi: src }
+        }
     }
 
     /// Which of `n` shards owns this flow. Deterministic across runs and machines
@@ -69,12 +73,19 @@ mod tests {
 
     fn ep(s: &str) -> Endpoint {
         let sa: std::net::SocketAddr = s.parse().unwrap();
-        Endpoint { ip: sa.ip(), port: sa.port() }
+        Endpoint {
+            ip: sa.ip(),
+            port: sa.port(),
+        }
     }
 
     #[test]
     fn key_and_shard_are_symmetric() {
-        let pairs = [("10.0.0.1:1234", "10.0.0.2:443"), ("[fe80::1]:5", "[fe80::2]:6"), ("1.1.1.1:9", "1.1.1.1:8")];
+        let pairs = [
+            ("10.0.0.1:1234", "10.0.0.2:443"),
+            ("[fe80::1]:5", "[fe80::2]:6"),
+            ("1.1.1.1:9", "1.1.1.1:8"),
+        ];
         for (a, b) in pairs {
             let (a, b) = (ep(a), ep(b));
             assert_eq!(FlowKey::new(a, b), FlowKey::new(b, a));
@@ -88,7 +99,14 @@ mod tests {
     fn shards_spread_flows() {
         let mut counts = [0usize; 4];
         for port in 1000..2000u16 {
-            counts[FlowKey::new(ep("10.0.0.1:443"), Endpoint { port, ..ep("10.0.0.2:1") }).shard(4)] += 1;
+            counts[FlowKey::new(
+                ep("10.0.0.1:443"),
+                Endpoint {
+                    port,
+                    ..ep("10.0.0.2:1")
+                },
+            )
+            .shard(4)] += 1;
         }
         assert!(counts.iter().all(|&c| c > 150), "{counts:?}");
     }

@@ -182,7 +182,9 @@ impl<H: StreamHandler> Flow<H> {
                 return Some(d);
             }
         }
-        [Dir::AtoB, Dir::BtoA].into_iter().find(|d| self.half[d.rev().idx()].syn_ack)
+        [Dir::AtoB, Dir::BtoA]
+            .into_iter()
+            .find(|d| self.half[d.rev().idx()].syn_ack)
     }
 
     /// TCP state at this point.
@@ -196,7 +198,8 @@ impl<H: StreamHandler> Flow<H> {
             TcpState::HalfClosed
         } else if x.syn_seq.is_none() && y.syn_seq.is_none() {
             TcpState::Midstream
-        } else if x.syn_ack || y.syn_ack || (x.syn_seq.is_some() && y.packets > 0 && x.packets > 0) {
+        } else if x.syn_ack || y.syn_ack || (x.syn_seq.is_some() && y.packets > 0 && x.packets > 0)
+        {
             TcpState::Established
         } else {
             TcpState::SynSent
@@ -242,12 +245,14 @@ impl<H: StreamHandler> Flow<H> {
             }
             h.syn_ack |= seg.flags.has(TcpFlags::ACK);
             h.stream.syn(seq);
-            seq = seq.add(1);
+            seq = seq.wrapping_add(1);
         }
         if seg.wire_len > 0 {
             h.first_data_frame.get_or_insert(ctx.frame);
             if h.stream.is_active() {
-                h.stream.segment(seq, seg.wire_len, seg.payload, &mut |c| handler.on_chunk(d, c, ctx));
+                h.stream.segment(seq, seg.wire_len, seg.payload, &mut |c| {
+                    handler.on_chunk(d, c, ctx)
+                });
             }
         }
         h.fin |= seg.flags.has(TcpFlags::FIN);
@@ -263,7 +268,9 @@ impl<H: StreamHandler> Flow<H> {
     fn finish(&mut self, reason: EndReason, ctx: &Ctx) {
         let Flow { half, handler, .. } = self;
         for d in [Dir::AtoB, Dir::BtoA] {
-            half[d.idx()].stream.flush(&mut |c| handler.on_chunk(d, c, ctx));
+            half[d.idx()]
+                .stream
+                .flush(&mut |c| handler.on_chunk(d, c, ctx));
         }
         self.end = Some(reason);
     }
@@ -309,7 +316,14 @@ pub struct FlowTable<H> {
 impl<H: StreamHandler + Default> FlowTable<H> {
     /// An empty table.
     pub fn new(cfg: TableConfig) -> FlowTable<H> {
-        FlowTable { cfg, flows: HashMap::new(), finished: Vec::new(), packets: 0, now: Timestamp(0), evicted: 0 }
+        FlowTable {
+            cfg,
+            flows: HashMap::new(),
+            finished: Vec::new(),
+            packets: 0,
+            now: Timestamp(0),
+            evicted: 0,
+        }
     }
 
     /// Flows currently open.
@@ -345,7 +359,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
             .entry(key)
             .or_insert_with(|| Flow::new(seg, ctx, limits, H::default()))
             .process(seg, ctx);
-        if self.packets % SWEEP_EVERY == 0 {
+        if self.packets.is_multiple_of(SWEEP_EVERY) {
             self.sweep(ctx);
         }
     }
@@ -383,7 +397,8 @@ impl<H: StreamHandler + Default> FlowTable<H> {
 
     /// Evicts the least recently active eighth of the table (at least one flow).
     fn evict(&mut self, ctx: &Ctx) {
-        let mut by_age: Vec<(u64, FlowKey)> = self.flows.iter().map(|(k, f)| (f.last_frame, *k)).collect();
+        let mut by_age: Vec<(u64, FlowKey)> =
+            self.flows.iter().map(|(k, f)| (f.last_frame, *k)).collect();
         by_age.sort_unstable();
         let n = (by_age.len() / 8).max(1);
         for (_, k) in by_age.into_iter().take(n) {
@@ -399,7 +414,10 @@ impl<H: StreamHandler + Default> FlowTable<H> {
 
     /// Ends every open flow (end of input) and returns all ended flows.
     pub fn finish_all(&mut self) -> Vec<Flow<H>> {
-        let ctx = Ctx { frame: 0, ts: self.now };
+        let ctx = Ctx {
+            frame: 0,
+            ts: self.now,
+        };
         let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
         for k in keys {
             self.end(k, EndReason::EndOfInput, &ctx);

@@ -25,7 +25,7 @@ pub struct SeqNum(pub u32);
 
 impl SeqNum {
     /// `self + n`, wrapping.
-    pub fn add(self, n: u32) -> SeqNum {
+    pub fn wrapping_add(self, n: u32) -> SeqNum {
         SeqNum(self.0.wrapping_add(n))
     }
 
@@ -57,7 +57,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { depth: 256 * 1024, max_pending_bytes: 256 * 1024, max_pending_segments: 512 }
+        Limits {
+            depth: 256 * 1024,
+            max_pending_bytes: 256 * 1024,
+            max_pending_segments: 512,
+        }
     }
 }
 
@@ -148,7 +152,7 @@ impl Reassembler {
     /// data has been placed, so a late or repeated SYN cannot move the stream.
     pub fn syn(&mut self, seq: SeqNum) {
         if self.next == 0 && self.pending.is_empty() && self.recent.is_empty() {
-            self.base = Some(seq.add(1));
+            self.base = Some(seq.wrapping_add(1));
         }
     }
 
@@ -162,12 +166,18 @@ impl Reassembler {
 
     /// Adds a segment of `wire_len` stream bytes starting at `seq`, of which `data` (a
     /// prefix) was captured, and delivers whatever became contiguous.
-    pub fn segment(&mut self, seq: SeqNum, wire_len: u32, data: &[u8], out: &mut impl FnMut(Chunk<'_>)) {
+    pub fn segment(
+        &mut self,
+        seq: SeqNum,
+        wire_len: u32,
+        data: &[u8],
+        out: &mut impl FnMut(Chunk<'_>),
+    ) {
         if wire_len == 0 || !self.active {
             return;
         }
         let base = *self.base.get_or_insert(seq);
-        let expected = base.add(self.next as u32);
+        let expected = base.wrapping_add(self.next as u32);
         let start = self.next as i64 + seq.distance_from(expected);
         let wire_len = u64::from(wire_len).max(data.len() as u64);
         let end = start + wire_len as i64;
@@ -240,8 +250,11 @@ impl Reassembler {
             Some((&s, p)) if s + p.len() > start => s,
             _ => start,
         };
-        let overlapping: Vec<(u64, u64)> =
-            self.pending.range(lo..end).map(|(&s, p)| (s, s + p.len())).collect();
+        let overlapping: Vec<(u64, u64)> = self
+            .pending
+            .range(lo..end)
+            .map(|(&s, p)| (s, s + p.len()))
+            .collect();
         let mut cursor = start;
         for (ps, pe) in overlapping {
             if cursor < ps {
@@ -276,7 +289,9 @@ impl Reassembler {
 
     fn drain(&mut self, out: &mut impl FnMut(Chunk<'_>)) {
         while self.active {
-            let Some(entry) = self.pending.first_entry() else { break };
+            let Some(entry) = self.pending.first_entry() else {
+                break;
+            };
             if *entry.key() != self.next {
                 break;
             }
@@ -369,7 +384,11 @@ mod tests {
 
     #[test]
     fn in_order_and_out_of_order() {
-        let (got, st) = run(Limits::default(), Some(99), &[(100, b"hel"), (106, b"wor"), (103, b"lo "), (109, b"ld")]);
+        let (got, st) = run(
+            Limits::default(),
+            Some(99),
+            &[(100, b"hel"), (106, b"wor"), (103, b"lo "), (109, b"ld")],
+        );
         assert_eq!(bytes(&got), b"hello world");
         assert_eq!(st.out_of_order, 1);
         assert_eq!(st.missed_bytes, 0);
@@ -378,7 +397,11 @@ mod tests {
     #[test]
     fn wraps_around_zero() {
         let isn = u32::MAX - 2;
-        let (got, _) = run(Limits::default(), Some(isn), &[(u32::MAX - 1, b"ab"), (0, b"cd"), (2, b"ef")]);
+        let (got, _) = run(
+            Limits::default(),
+            Some(isn),
+            &[(u32::MAX - 1, b"ab"), (0, b"cd"), (2, b"ef")],
+        );
         assert_eq!(bytes(&got), b"abcdef");
     }
 
@@ -389,7 +412,11 @@ mod tests {
         assert_eq!(bytes(&got), b"abcXYf");
         assert_eq!(st.overlap_conflicts, 1);
         // Delivered copy first, then a conflicting retransmission.
-        let (got, st) = run(Limits::default(), Some(0), &[(1, b"abc"), (1, b"abX"), (1, b"abc")]);
+        let (got, st) = run(
+            Limits::default(),
+            Some(0),
+            &[(1, b"abc"), (1, b"abX"), (1, b"abc")],
+        );
         assert_eq!(bytes(&got), b"abc");
         assert_eq!((st.overlap_conflicts, st.retransmitted_bytes), (1, 6));
     }
@@ -409,8 +436,16 @@ mod tests {
 
     #[test]
     fn pending_overflow_declares_a_gap() {
-        let limits = Limits { depth: 1 << 20, max_pending_bytes: 4, max_pending_segments: 100 };
-        let (got, st) = run(limits, Some(0), &[(11, b"abc"), (14, b"def"), (1, b"0123456789")]);
+        let limits = Limits {
+            depth: 1 << 20,
+            max_pending_bytes: 4,
+            max_pending_segments: 100,
+        };
+        let (got, st) = run(
+            limits,
+            Some(0),
+            &[(11, b"abc"), (14, b"def"), (1, b"0123456789")],
+        );
         assert_eq!(bytes(&got), b"??????????abcdef");
         assert_eq!(st.overflows, 1);
         assert_eq!(got.len(), 16);
@@ -418,7 +453,10 @@ mod tests {
 
     #[test]
     fn depth_bounds_delivery() {
-        let limits = Limits { depth: 4, ..Limits::default() };
+        let limits = Limits {
+            depth: 4,
+            ..Limits::default()
+        };
         let (got, _) = run(limits, Some(0), &[(1, b"abcdef"), (7, b"gh")]);
         assert_eq!(bytes(&got), b"abcd");
     }
@@ -431,7 +469,10 @@ mod tests {
         let mut sink = |c: Chunk<'_>| got.push(format!("{c:?}"));
         r.segment(SeqNum(1), 10, b"abcd", &mut sink);
         r.segment(SeqNum(11), 2, b"yz", &mut sink);
-        assert_eq!(got, ["Data([97, 98, 99, 100])", "Gap(6)", "Data([121, 122])"]);
+        assert_eq!(
+            got,
+            ["Data([97, 98, 99, 100])", "Gap(6)", "Data([121, 122])"]
+        );
         assert_eq!(r.stats().truncated, 1);
     }
 

@@ -201,20 +201,35 @@ pub fn rfc3339(ts: Timestamp) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z", tod / 3600, tod % 3600 / 60, tod % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        tod / 3600,
+        tod % 3600 / 60,
+        tod % 60
+    )
 }
 
 fn anomalies(flow: &Flow<ConnAnalyzer>, client: Dir) -> Vec<Anomaly> {
     let mut out = Vec::new();
     if flow.half.iter().all(|h| h.syn_seq.is_none()) {
-        out.push(Anomaly { kind: "midstream", from: None, count: 1, bytes: None });
+        out.push(Anomaly {
+            kind: "midstream",
+            from: None,
+            count: 1,
+            bytes: None,
+        });
     }
     for d in [client, client.rev()] {
         let s = flow.stats(d);
         let from = Some(side(client, d));
         let mut push = |kind, count: u64, bytes| {
             if count > 0 {
-                out.push(Anomaly { kind, from, count, bytes });
+                out.push(Anomaly {
+                    kind,
+                    from,
+                    count,
+                    bytes,
+                });
             }
         };
         push("gap", s.gaps, Some(s.missed_bytes));
@@ -224,10 +239,20 @@ fn anomalies(flow: &Flow<ConnAnalyzer>, client: Dir) -> Vec<Anomaly> {
     }
     let f = flow.handler.tls.facts();
     if f.malformed > 0 {
-        out.push(Anomaly { kind: "tls_malformed", from: None, count: u64::from(f.malformed), bytes: None });
+        out.push(Anomaly {
+            kind: "tls_malformed",
+            from: None,
+            count: u64::from(f.malformed),
+            bytes: None,
+        });
     }
     if f.desyncs > 0 {
-        out.push(Anomaly { kind: "tls_desync", from: None, count: u64::from(f.desyncs), bytes: None });
+        out.push(Anomaly {
+            kind: "tls_desync",
+            from: None,
+            count: u64::from(f.desyncs),
+            bytes: None,
+        });
     }
     out
 }
@@ -241,7 +266,9 @@ fn tls_record(flow: &Flow<ConnAnalyzer>, client: Dir) -> Option<TlsRecord> {
     let ch = f.client_hello.as_ref();
     let sh = f.server_hello.as_ref().or(f.hello_retry.as_ref());
     let hexes = |v: &[u16]| v.iter().map(|&x| hex(x)).collect::<Vec<_>>();
-    let preamble_dir = [client, client.rev()].into_iter().find(|&d| tls.preamble(d) > 0);
+    let preamble_dir = [client, client.rev()]
+        .into_iter()
+        .find(|&d| tls.preamble(d) > 0);
     let preamble = preamble_dir.map(|_| {
         let (c, s) = (flow.handler.head(client), flow.handler.head(client.rev()));
         if c.starts_with(b"CONNECT ") {
@@ -250,7 +277,10 @@ fn tls_record(flow: &Flow<ConnAnalyzer>, client: Dir) -> Option<TlsRecord> {
             plain::detect(c, s).unwrap_or("unknown").to_string()
         }
     });
-    let per = |v: [u64; 2]| PerSide { client: v[client.idx()], server: v[client.rev().idx()] };
+    let per = |v: [u64; 2]| PerSide {
+        client: v[client.idx()],
+        server: v[client.rev().idx()],
+    };
     Some(TlsRecord {
         sni: ch.and_then(|c| c.sni.first().cloned()),
         sni_all: ch.map(|c| c.sni.clone()).unwrap_or_default(),
@@ -260,8 +290,16 @@ fn tls_record(flow: &Flow<ConnAnalyzer>, client: Dir) -> Option<TlsRecord> {
         supported_versions_offered: ch.and_then(|c| c.supported_versions.as_deref().map(hexes)),
         version: sh.map(|s| hex(s.version)),
         version_name: sh.and_then(|s| names::version_name(s.version)),
-        cipher: sh.and_then(|s| if s.sslv2 { s.sslv2_cipher.map(|c| format!("0x{c:06x}")) } else { Some(hex(s.cipher)) }),
-        cipher_name: sh.filter(|s| !s.sslv2).and_then(|s| names::cipher_name(s.cipher)),
+        cipher: sh.and_then(|s| {
+            if s.sslv2 {
+                s.sslv2_cipher.map(|c| format!("0x{c:06x}"))
+            } else {
+                Some(hex(s.cipher))
+            }
+        }),
+        cipher_name: sh
+            .filter(|s| !s.sslv2)
+            .and_then(|s| names::cipher_name(s.cipher)),
         ciphers_offered: ch.map(|c| hexes(&c.ciphers)).unwrap_or_default(),
         groups_offered: ch.map(|c| hexes(&c.groups)).unwrap_or_default(),
         key_share_groups: ch.map(|c| hexes(&c.key_share_groups)).unwrap_or_default(),
@@ -287,7 +325,8 @@ fn tls_record(flow: &Flow<ConnAnalyzer>, client: Dir) -> Option<TlsRecord> {
         resumed_by: tls.resumption(),
         hello_retry_request: f.hello_retry.is_some(),
         ech_offered: ch.is_some_and(|c| c.ech),
-        resumption_offered: ch.is_some_and(|c| !c.session_id.is_empty() || c.session_ticket || c.psk),
+        resumption_offered: ch
+            .is_some_and(|c| !c.session_id.is_empty() || c.session_ticket || c.psk),
         early_data_offered: ch.is_some_and(|c| c.early_data),
         sslv2: ch.is_some_and(|c| c.sslv2) || sh.is_some_and(|s| s.sslv2),
         ja4: ch.filter(|c| !c.sslv2).map(|c| c.ja4.clone()),
@@ -333,8 +372,14 @@ pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> FlowRecord {
         last_frame: flow.last_frame,
         first_ts: rfc3339(flow.first_ts),
         last_ts: rfc3339(flow.last_ts),
-        packets: PerSide { client: hc.packets, server: hs.packets },
-        bytes: PerSide { client: hc.bytes, server: hs.bytes },
+        packets: PerSide {
+            client: hc.packets,
+            server: hs.packets,
+        },
+        bytes: PerSide {
+            client: hc.bytes,
+            server: hs.bytes,
+        },
         state: flow.state().name(),
         end: end_name(flow.end),
         anomalies: anomalies(flow, c),
@@ -399,7 +444,13 @@ mod tests {
     #[test]
     fn rfc3339_formats() {
         assert_eq!(rfc3339(Timestamp(0)), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(rfc3339(Timestamp(1_795_843_703_123_456_789)), "2026-11-28T05:28:23.123456Z");
-        assert_eq!(rfc3339(Timestamp(951_782_400 * 1_000_000_000)), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(
+            rfc3339(Timestamp(1_795_843_703_123_456_789)),
+            "2026-11-28T05:28:23.123456Z"
+        );
+        assert_eq!(
+            rfc3339(Timestamp(951_782_400 * 1_000_000_000)),
+            "2000-02-29T00:00:00.000000Z"
+        );
     }
 }

@@ -8,7 +8,9 @@ use comfy_table::{ContentArrangement, Table};
 use super::{FlowRecord, Summary};
 
 /// Column headers of the flow table.
-const HEADER: [&str; 9] = ["frame", "client", "server", "proto", "class", "sni", "alpn", "version", "alerts"];
+const HEADER: [&str; 9] = [
+    "frame", "client", "server", "proto", "class", "sni", "alpn", "version", "alerts",
+];
 
 fn row(r: &FlowRecord) -> Vec<String> {
     let tls = r.tls.as_ref();
@@ -28,11 +30,19 @@ fn row(r: &FlowRecord) -> Vec<String> {
             })
         })
         .unwrap_or_else(dash),
-        tls.and_then(|t| t.version_name.clone().or_else(|| t.version.clone())).unwrap_or_else(dash),
+        tls.and_then(|t| t.version_name.clone().or_else(|| t.version.clone()))
+            .unwrap_or_else(dash),
         tls.map(|t| {
             t.alerts
                 .iter()
-                .map(|a| format!("{}:{}", a.from, a.name.map_or_else(|| a.description.to_string(), str::to_string)))
+                .map(|a| {
+                    format!(
+                        "{}:{}",
+                        a.from,
+                        a.name
+                            .map_or_else(|| a.description.to_string(), str::to_string)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(" ")
         })
@@ -42,9 +52,16 @@ fn row(r: &FlowRecord) -> Vec<String> {
 }
 
 /// Writes the flows of one capture and a one-line summary.
-pub fn write(out: &mut dyn Write, records: &[FlowRecord], summary: &Summary, width: Option<u16>) -> io::Result<()> {
+pub fn write(
+    out: &mut dyn Write,
+    records: &[FlowRecord],
+    summary: &Summary,
+    width: Option<u16>,
+) -> io::Result<()> {
     let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic).set_header(HEADER);
+    t.load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(HEADER);
     if let Some(w) = width {
         t.set_width(w);
     }
@@ -54,7 +71,11 @@ pub fn write(out: &mut dyn Write, records: &[FlowRecord], summary: &Summary, wid
     if !records.is_empty() {
         writeln!(out, "{t}")?;
     }
-    let classes: Vec<String> = summary.classes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let classes: Vec<String> = summary
+        .classes
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
     let undecoded: u64 = summary.undecoded.values().sum();
     writeln!(
         out,
@@ -62,7 +83,11 @@ pub fn write(out: &mut dyn Write, records: &[FlowRecord], summary: &Summary, wid
         summary.capture,
         summary.packets,
         summary.flows,
-        if classes.is_empty() { "none".to_string() } else { classes.join(", ") },
+        if classes.is_empty() {
+            "none".to_string()
+        } else {
+            classes.join(", ")
+        },
         undecoded
     )
 }

@@ -8,7 +8,14 @@ fn sample_pcap() -> Vec<u8> {
         &[
             tcp(c, s, 0, 0, SYN, b""),
             tcp(s, c, 0, 1, SYN | ACK, b""),
-            tcp(c, s, 1, 1, ACK, &client_hello_record("cli.example.test", &["h2"], 0)),
+            tcp(
+                c,
+                s,
+                1,
+                1,
+                ACK,
+                &client_hello_record("cli.example.test", &["h2"], 0),
+            ),
         ],
     )
 }
@@ -17,10 +24,22 @@ fn sample_pcap() -> Vec<u8> {
 fn garbage_file_is_an_error_naming_it_and_other_files_still_run() {
     let good = temp_file(&sample_pcap());
     let bad = temp_file(b"this is not a capture at all, just some text\n");
-    let out = run(&["analyze", "--format", "jsonl", bad.path().to_str().unwrap(), good.path().to_str().unwrap()], None);
+    let out = run(
+        &[
+            "analyze",
+            "--format",
+            "jsonl",
+            bad.path().to_str().unwrap(),
+            good.path().to_str().unwrap(),
+        ],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(bad.path().to_str().unwrap()) && err.contains("not a pcap"), "{err}");
+    assert!(
+        err.contains(bad.path().to_str().unwrap()) && err.contains("not a pcap"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "one line per failed file: {err}");
     let fl = flows(&out.stdout);
     assert_eq!(fl.len(), 1);
@@ -32,7 +51,10 @@ fn truncated_file_reports_what_came_before_the_cut() {
     let mut bytes = sample_pcap();
     bytes.truncate(bytes.len() - 20);
     let f = temp_file(&bytes);
-    let out = run(&["analyze", "--format", "jsonl", f.path().to_str().unwrap()], None);
+    let out = run(
+        &["analyze", "--format", "jsonl", f.path().to_str().unwrap()],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("truncated"));
     let all = jsonl(&out.stdout);
@@ -45,7 +67,10 @@ fn truncated_file_reports_what_came_before_the_cut() {
 #[test]
 fn unknown_link_type_is_an_error() {
     let f = temp_file(&pcap(147, &[vec![0u8; 40]]));
-    let out = run(&["analyze", "--format", "jsonl", f.path().to_str().unwrap()], None);
+    let out = run(
+        &["analyze", "--format", "jsonl", f.path().to_str().unwrap()],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported link type 147"));
 }
@@ -53,17 +78,30 @@ fn unknown_link_type_is_an_error() {
 #[test]
 fn missing_and_empty_files_are_errors() {
     let empty = temp_file(b"");
-    let out = run(&["analyze", "/nonexistent/x.pcap", empty.path().to_str().unwrap()], None);
+    let out = run(
+        &[
+            "analyze",
+            "/nonexistent/x.pcap",
+            empty.path().to_str().unwrap(),
+        ],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("/nonexistent/x.pcap: cannot open") && err.contains("empty input"), "{err}");
+    assert!(
+        err.contains("/nonexistent/x.pcap: cannot open") && err.contains("empty input"),
+        "{err}"
+    );
 }
 
 #[test]
 fn stdin_gives_the_same_records_as_the_file() {
     let bytes = sample_pcap();
     let f = temp_file(&bytes);
-    let from_file = run(&["analyze", "--format", "jsonl", f.path().to_str().unwrap()], None);
+    let from_file = run(
+        &["analyze", "--format", "jsonl", f.path().to_str().unwrap()],
+        None,
+    );
     let from_stdin = run(&["analyze", "--format", "jsonl", "-"], Some(&bytes));
     assert!(from_stdin.status.success());
     let strip = |o: &[u8]| {
@@ -88,12 +126,19 @@ fn output_is_identical_for_any_thread_count() {
         .map(|p| p.display().to_string())
         .collect();
     inputs.sort();
-    assert!(inputs.len() >= 5, "captures/ should hold the real-stack captures");
+    assert!(
+        inputs.len() >= 5,
+        "captures/ should hold the real-stack captures"
+    );
     let run_with = |threads: &str| {
         let mut args = vec!["analyze", "--format", "jsonl", "--threads", threads];
         args.extend(inputs.iter().map(String::as_str));
         let out = run(&args, None);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     };
     let one = run_with("1");
@@ -106,11 +151,20 @@ fn output_is_identical_for_any_thread_count() {
 #[test]
 fn table_output_has_a_row_per_flow() {
     let f = temp_file(&sample_pcap());
-    let out = run(&["analyze", "--format", "table", f.path().to_str().unwrap()], None);
+    let out = run(
+        &["analyze", "--format", "table", f.path().to_str().unwrap()],
+        None,
+    );
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("cli.example.test") && text.contains("10.0.0.1:40001"), "{text}");
-    assert!(text.lines().all(|l| l.chars().count() <= 160), "fits the width:\n{text}");
+    assert!(
+        text.contains("cli.example.test") && text.contains("10.0.0.1:40001"),
+        "{text}"
+    );
+    assert!(
+        text.lines().all(|l| l.chars().count() <= 160),
+        "fits the width:\n{text}"
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@ mod captures;
 mod cli;
 /// Agreement with tshark's ground truth on the public captures (score-truth).
 mod public;
-/// The JSON Lines contract: every field is documented and typed (docs/flow-record.md).
-mod schema;
 /// TCP reassembly edge cases on synthetic packets: reordering, wrap, overlap, gaps, reuse.
 mod reassembly;
+/// The JSON Lines contract: every field is documented and typed (docs/flow-record.md).
+mod schema;

@@ -17,7 +17,10 @@ fn shared() -> Option<PathBuf> {
 fn agrees_with_tshark_on_the_public_captures() {
     let Some(dir) = shared() else {
         eprintln!("public captures not found (set MTLSCOPE_SHARED); agreement not checked");
-        assert!(std::env::var_os("MTLSCOPE_REQUIRE_PUBLIC").is_none(), "MTLSCOPE_REQUIRE_PUBLIC is set");
+        assert!(
+            std::env::var_os("MTLSCOPE_REQUIRE_PUBLIC").is_none(),
+            "MTLSCOPE_REQUIRE_PUBLIC is set"
+        );
         return;
     };
     let caps = dir.join("captures-public");
@@ -25,11 +28,24 @@ fn agrees_with_tshark_on_the_public_captures() {
         .arg(dir.join("tools/score-truth"))
         .args(["--truth", caps.join("truth.jsonl").to_str().unwrap()])
         .args(["--streams", caps.join("streams.jsonl").to_str().unwrap()])
-        .args(["--min", "0.99", "--show", "50", "--", bin(), "analyze", "--format", "jsonl"])
+        .args([
+            "--min",
+            "0.99",
+            "--show",
+            "50",
+            "--",
+            bin(),
+            "analyze",
+            "--format",
+            "jsonl",
+        ])
         .output()
         .expect("run score-truth with python3");
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("{text}");
-    assert!(out.status.success(), "agreement below 99 % or a crash:\n{text}");
+    assert!(
+        out.status.success(),
+        "agreement below 99 % or a crash:\n{text}"
+    );
     assert!(text.contains("0 crashes"));
 }

@@ -39,8 +39,14 @@ fn client_hello_over_three_segments_out_of_order_with_a_retransmission() {
     assert_eq!(f["client"], "10.244.1.10:40000");
     assert_eq!(f["server"], "10.244.2.20:8443");
     assert_eq!(f["tls"]["sni"], "split.example.test");
-    assert_eq!(f["tls"]["alpn_offered"], serde_json::json!(["h2", "http/1.1"]));
-    assert_eq!(f["tls"]["client_hello_frame"], 7, "the ClientHello completes in the last segment");
+    assert_eq!(
+        f["tls"]["alpn_offered"],
+        serde_json::json!(["h2", "http/1.1"])
+    );
+    assert_eq!(
+        f["tls"]["client_hello_frame"], 7,
+        "the ClientHello completes in the last segment"
+    );
     assert_eq!(f["anomalies"], serde_json::json!([]));
 }
 
@@ -81,7 +87,12 @@ fn conflicting_overlap_keeps_the_first_copy() {
     frames.push(tcp(C, S, 1, 1, ACK, &forged));
     let f = one_flow(&frames);
     assert_eq!(f["tls"]["sni"], "first.example.test");
-    let kinds: Vec<&str> = f["anomalies"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = f["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["overlap_conflict"]);
     assert_eq!(f["anomalies"][0]["from"], "client");
 }
@@ -97,10 +108,25 @@ fn lost_segment_is_a_gap_with_missed_bytes_and_analysis_continues() {
     app.extend_from_slice(&[0xaa; 300]);
     frames.push(tcp(S, C, 101, 1, ACK, &app[..100]));
     frames.push(tcp(S, C, 301, 1, ACK, &app[200..]));
-    frames.push(tcp(S, C, 101 + app.len() as u32, 1, ACK, &[0x15, 3, 3, 0, 2, 2, 40]));
+    frames.push(tcp(
+        S,
+        C,
+        101 + app.len() as u32,
+        1,
+        ACK,
+        &[0x15, 3, 3, 0, 2, 2, 40],
+    ));
     let f = one_flow(&frames);
-    let gap = f["anomalies"].as_array().unwrap().iter().find(|a| a["kind"] == "gap").expect("gap anomaly");
-    assert_eq!((gap["from"].as_str(), gap["bytes"].as_u64()), (Some("server"), Some(100)));
+    let gap = f["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "gap")
+        .expect("gap anomaly");
+    assert_eq!(
+        (gap["from"].as_str(), gap["bytes"].as_u64()),
+        (Some("server"), Some(100))
+    );
     assert_eq!(f["tls"]["alerts"][0]["description"], 40);
     assert_eq!(f["tls"]["alerts"][0]["from"], "server");
 }
@@ -115,7 +141,10 @@ fn a_new_syn_on_the_same_ports_starts_a_new_flow() {
     let f = temp_file(&pcap(1, &frames));
     let (flows, _) = analyze(f.path(), &[]);
     assert_eq!(flows.len(), 2);
-    assert_eq!((flows[0]["state"].as_str(), flows[0]["end"].as_str()), (Some("closed"), Some("port_reuse")));
+    assert_eq!(
+        (flows[0]["state"].as_str(), flows[0]["end"].as_str()),
+        (Some("closed"), Some("port_reuse"))
+    );
     assert_eq!(flows[0]["app_protocol"], "http/1.x");
     assert_eq!(flows[1]["first_frame"], 7);
 }
@@ -123,7 +152,14 @@ fn a_new_syn_on_the_same_ports_starts_a_new_flow() {
 #[test]
 fn reset_during_the_handshake() {
     let mut frames = open(0, 0);
-    frames.push(tcp(C, S, 1, 1, ACK, &client_hello_record("rst.example.test", &[], 0)));
+    frames.push(tcp(
+        C,
+        S,
+        1,
+        1,
+        ACK,
+        &client_hello_record("rst.example.test", &[], 0),
+    ));
     frames.push(tcp(S, C, 1, 1, RST | ACK, b""));
     let f = one_flow(&frames);
     assert_eq!(f["state"], "reset");
@@ -140,7 +176,12 @@ fn snaplen_cut_is_counted_and_the_rest_still_parses() {
     frames.push(cut);
     frames.push(tcp(S, C, 401, 1, ACK, &[0x15, 3, 3, 0, 2, 1, 0]));
     let f = one_flow(&frames);
-    let kinds: Vec<&str> = f["anomalies"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = f["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
     assert!(kinds.contains(&"truncated_packets"), "{kinds:?}");
     assert_eq!(f["bytes"]["server"], 407, "wire bytes, not captured bytes");
     assert_eq!(f["tls"]["sni"], "cut.example.test");

@@ -140,17 +140,86 @@ struct Summary {
 
 /// Field names of the mirror structs above, for the documentation check.
 const FIELDS: &[&str] = &[
-    "client", "server", "kind", "from", "count", "bytes", "level", "description", "name", "frame", "subject",
-    "issuer", "serial", "not_before", "not_after", "san_dns", "san_uri", "san_ip", "san_critical", "is_ca",
-    "key_algorithm", "signature_algorithm", "sni", "sni_all", "alpn_offered", "alpn_selected",
-    "client_hello_version", "supported_versions_offered", "version", "version_name", "cipher", "cipher_name",
-    "ciphers_offered", "groups_offered", "key_share_groups", "alerts", "encrypted_alerts", "certificate_request",
-    "client_certificate", "client_certificate_count", "server_certificate", "server_certificate_count",
-    "server_certificates", "resumed", "resumed_by", "hello_retry_request", "ech_offered", "resumption_offered",
-    "early_data_offered", "sslv2", "ja4", "client_hellos", "client_hello_frame", "preamble", "app_data_records",
-    "type", "capture", "client_basis", "first_frame", "last_frame", "first_ts", "last_ts", "packets", "state",
-    "end", "anomalies", "app_protocol", "class", "confidence", "evidence", "tls", "schema_version", "decoded",
-    "undecoded", "link_types", "flows", "classes", "tls_flows", "evicted_flows", "error",
+    "client",
+    "server",
+    "kind",
+    "from",
+    "count",
+    "bytes",
+    "level",
+    "description",
+    "name",
+    "frame",
+    "subject",
+    "issuer",
+    "serial",
+    "not_before",
+    "not_after",
+    "san_dns",
+    "san_uri",
+    "san_ip",
+    "san_critical",
+    "is_ca",
+    "key_algorithm",
+    "signature_algorithm",
+    "sni",
+    "sni_all",
+    "alpn_offered",
+    "alpn_selected",
+    "client_hello_version",
+    "supported_versions_offered",
+    "version",
+    "version_name",
+    "cipher",
+    "cipher_name",
+    "ciphers_offered",
+    "groups_offered",
+    "key_share_groups",
+    "alerts",
+    "encrypted_alerts",
+    "certificate_request",
+    "client_certificate",
+    "client_certificate_count",
+    "server_certificate",
+    "server_certificate_count",
+    "server_certificates",
+    "resumed",
+    "resumed_by",
+    "hello_retry_request",
+    "ech_offered",
+    "resumption_offered",
+    "early_data_offered",
+    "sslv2",
+    "ja4",
+    "client_hellos",
+    "client_hello_frame",
+    "preamble",
+    "app_data_records",
+    "type",
+    "capture",
+    "client_basis",
+    "first_frame",
+    "last_frame",
+    "first_ts",
+    "last_ts",
+    "packets",
+    "state",
+    "end",
+    "anomalies",
+    "app_protocol",
+    "class",
+    "confidence",
+    "evidence",
+    "tls",
+    "schema_version",
+    "decoded",
+    "undecoded",
+    "link_types",
+    "flows",
+    "classes",
+    "tls_flows",
+    "evicted_flows",
+    "error",
 ];
 
 #[test]
@@ -158,19 +227,27 @@ fn every_record_of_every_capture_matches_the_contract() {
     let mut n = 0;
     for entry in std::fs::read_dir(captures()).unwrap() {
         let path = entry.unwrap().path();
-        if !path.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
+        if !path
+            .extension()
+            .is_some_and(|x| x == "pcap" || x == "pcapng")
+        {
             continue;
         }
-        let out = run(&["analyze", "--format", "jsonl", path.to_str().unwrap()], None);
+        let out = run(
+            &["analyze", "--format", "jsonl", path.to_str().unwrap()],
+            None,
+        );
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             match v["type"].as_str() {
                 Some("flow") => {
-                    serde_json::from_value::<Flow>(v).unwrap_or_else(|e| panic!("{}: {e}\n{line}", path.display()));
+                    serde_json::from_value::<Flow>(v)
+                        .unwrap_or_else(|e| panic!("{}: {e}\n{line}", path.display()));
                     n += 1;
                 }
                 Some("summary") => {
-                    serde_json::from_value::<Summary>(v).unwrap_or_else(|e| panic!("{}: {e}\n{line}", path.display()));
+                    serde_json::from_value::<Summary>(v)
+                        .unwrap_or_else(|e| panic!("{}: {e}\n{line}", path.display()));
                 }
                 other => panic!("unknown record type {other:?}"),
             }
@@ -181,9 +258,14 @@ fn every_record_of_every_capture_matches_the_contract() {
 
 #[test]
 fn every_field_is_documented() {
-    let doc = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/flow-record.md"))
-        .expect("docs/flow-record.md");
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/flow-record.md"),
+    )
+    .expect("docs/flow-record.md");
     for f in FIELDS {
-        assert!(doc.contains(&format!("`{f}`")), "docs/flow-record.md does not document `{f}`");
+        assert!(
+            doc.contains(&format!("`{f}`")),
+            "docs/flow-record.md does not document `{f}`"
+        );
     }
 }

@@ -22,7 +22,11 @@ pub fn captures() -> PathBuf {
 pub fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(bin())
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -47,7 +51,10 @@ pub fn jsonl(out: &[u8]) -> Vec<serde_json::Value> {
 
 /// Flow records of a JSONL output.
 pub fn flows(out: &[u8]) -> Vec<serde_json::Value> {
-    jsonl(out).into_iter().filter(|o| o["type"] == "flow").collect()
+    jsonl(out)
+        .into_iter()
+        .filter(|o| o["type"] == "flow")
+        .collect()
 }
 
 /// Analyzes `path` as JSONL with `extra` flags and returns (flows, summary).
@@ -57,24 +64,38 @@ pub fn analyze(path: &Path, extra: &[&str]) -> (Vec<serde_json::Value>, serde_js
     args.extend_from_slice(extra);
     args.push(p);
     let out = run(&args, None);
-    assert!(out.status.success(), "mtlscope failed on {p}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "mtlscope failed on {p}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let all = jsonl(&out.stdout);
-    let summary = all.iter().rfind(|o| o["type"] == "summary").cloned().expect("summary line");
-    (all.into_iter().filter(|o| o["type"] == "flow").collect(), summary)
+    let summary = all
+        .iter()
+        .rfind(|o| o["type"] == "summary")
+        .cloned()
+        .expect("summary line");
+    (
+        all.into_iter().filter(|o| o["type"] == "flow").collect(),
+        summary,
+    )
 }
 
 /// A classic little-endian microsecond pcap with link type `link`.
 pub fn pcap(link: u32, frames: &[Vec<u8>]) -> Vec<u8> {
     let mut v = Vec::new();
-    for x in [0xa1b2_c3d4u32] {
-        v.extend_from_slice(&x.to_le_bytes());
-    }
+    v.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     v.extend_from_slice(&[2, 0, 4, 0]);
     for x in [0u32, 0, 65535, link] {
         v.extend_from_slice(&x.to_le_bytes());
     }
     for (i, f) in frames.iter().enumerate() {
-        for x in [1_700_000_000u32 + i as u32, 0, f.len() as u32, f.len() as u32] {
+        for x in [
+            1_700_000_000u32 + i as u32,
+            0,
+            f.len() as u32,
+            f.len() as u32,
+        ] {
             v.extend_from_slice(&x.to_le_bytes());
         }
         v.extend_from_slice(f);
@@ -92,7 +113,14 @@ pub const FIN: u8 = 4;
 pub const RST: u8 = 8;
 
 /// An Ethernet/IPv4/TCP frame.
-pub fn tcp(src: ([u8; 4], u16), dst: ([u8; 4], u16), seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+pub fn tcp(
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
         .ipv4(src.0, dst.0, 64)
         .tcp(src.1, dst.1, seq, 65535);

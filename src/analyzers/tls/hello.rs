@@ -120,7 +120,9 @@ impl<'a> Reader<'a> {
         self.take(usize::from(n))
     }
     fn u16s(b: &[u8]) -> Vec<u16> {
-        b.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect()
+        b.chunks_exact(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .collect()
     }
 }
 
@@ -198,7 +200,11 @@ pub fn parse_client_hello(body: &[u8]) -> Option<ClientHello> {
         has_sni: !out.sni.is_empty(),
         ciphers: &out.ciphers,
         extensions: &out.extensions,
-        first_alpn: out.alpn.as_ref().and_then(|a| a.first()).map(|s| s.as_bytes()),
+        first_alpn: out
+            .alpn
+            .as_ref()
+            .and_then(|a| a.first())
+            .map(|s| s.as_bytes()),
         signature_algorithms: &out.signature_algorithms,
     });
     Some(out)
@@ -220,7 +226,10 @@ pub fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
             // Drafts before -22 (0x7fXX) and draft-era 0x0304: version, random, cipher, extensions.
             let mut r = Reader(body);
             out.legacy_version = r.u16()?;
-            if out.legacy_version >> 8 != 0x7f && out.legacy_version != 0x0304 && out.legacy_version >> 8 != 0x7e {
+            if out.legacy_version >> 8 != 0x7f
+                && out.legacy_version != 0x0304
+                && out.legacy_version >> 8 != 0x7e
+            {
                 return None;
             }
             r.take(32)?;
@@ -253,7 +262,12 @@ pub fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
 pub fn parse_draft_hello_retry(body: &[u8]) -> Option<ServerHello> {
     let mut r = Reader(body);
     let legacy_version = r.u16()?;
-    let mut out = ServerHello { legacy_version, version: legacy_version, hello_retry: true, ..ServerHello::default() };
+    let mut out = ServerHello {
+        legacy_version,
+        version: legacy_version,
+        hello_retry: true,
+        ..ServerHello::default()
+    };
     if legacy_version >= 0x7f16 || legacy_version == 0x0303 {
         // draft-22 and later moved HRR into ServerHello; type 6 here is unexpected.
         out.cipher = r.u16()?;
@@ -287,10 +301,22 @@ pub fn parse_sslv2_client_hello(rec: &[u8]) -> Option<(ClientHello, usize)> {
     r.take(challenge_len)?;
     let ciphers = specs
         .chunks_exact(3)
-        .map(|c| if c[0] == 0 { u16::from_be_bytes([c[1], c[2]]) } else { 0xff00 | u16::from(c[0]) })
+        .map(|c| {
+            if c[0] == 0 {
+                u16::from_be_bytes([c[1], c[2]])
+            } else {
+                0xff00 | u16::from(c[0])
+            }
+        })
         .collect();
     Some((
-        ClientHello { legacy_version: version, ciphers, session_id: sid.to_vec(), sslv2: true, ..ClientHello::default() },
+        ClientHello {
+            legacy_version: version,
+            ciphers,
+            session_id: sid.to_vec(),
+            sslv2: true,
+            ..ClientHello::default()
+        },
         hdr,
     ))
 }
@@ -308,10 +334,17 @@ pub fn parse_sslv2_server_hello(rec: &[u8]) -> Option<ServerHello> {
     let specs_len = usize::from(r.u16()?);
     r.u16()?;
     r.take(cert_len)?;
-    let sslv2_cipher = r.take(specs_len.min(3)).filter(|c| c.len() == 3).map(|c| {
-        (u32::from(c[0]) << 16) | (u32::from(c[1]) << 8) | u32::from(c[2])
-    });
-    Some(ServerHello { legacy_version: version, version, sslv2: true, sslv2_cipher, ..ServerHello::default() })
+    let sslv2_cipher = r
+        .take(specs_len.min(3))
+        .filter(|c| c.len() == 3)
+        .map(|c| (u32::from(c[0]) << 16) | (u32::from(c[1]) << 8) | u32::from(c[2]));
+    Some(ServerHello {
+        legacy_version: version,
+        version,
+        sslv2: true,
+        sslv2_cipher,
+        ..ServerHello::default()
+    })
 }
 
 /// Splits an SSL 2.0 record (2-byte header, high bit set) into header length and body.
@@ -334,7 +367,11 @@ pub fn looks_like_sslv2_client_hello(b: &[u8]) -> bool {
 
 /// Whether `b` could start an SSL 2.0 server hello: `[len] 04 hit type 00 02`.
 pub fn looks_like_sslv2_server_hello(b: &[u8]) -> bool {
-    b.len() >= 7 && b[0] & 0x80 != 0 && b[2] == 4 && b[3] <= 1 && u16::from_be_bytes([b[5], b[6]]) == 0x0002
+    b.len() >= 7
+        && b[0] & 0x80 != 0
+        && b[2] == 4
+        && b[3] <= 1
+        && u16::from_be_bytes([b[5], b[6]]) == 0x0002
 }
 
 #[cfg(test)]
@@ -385,7 +422,10 @@ mod tests {
         ]);
         let f = parse_client_hello(&ch).unwrap();
         assert_eq!(f.sni, vec![String::from_utf8_lossy(sni)]);
-        assert_eq!(f.alpn, Some(vec!["istio-peer-exchange".into(), "istio".into()]));
+        assert_eq!(
+            f.alpn,
+            Some(vec!["istio-peer-exchange".into(), "istio".into()])
+        );
         assert_eq!(f.supported_versions, Some(vec![0x0a0a, 0x0304]));
         assert_eq!(f.ciphers, vec![0x1301, 0x0a0a]);
         assert_eq!(f.key_share_groups, vec![0x001d]);
@@ -407,12 +447,18 @@ mod tests {
         d.extend_from_slice(&[1u8; 32]);
         d.extend_from_slice(&[0x13, 0x01, 0, 0]);
         let f = parse_server_hello(&d).unwrap();
-        assert_eq!((f.version, f.cipher, f.hello_retry), (0x7f12, 0x1301, false));
+        assert_eq!(
+            (f.version, f.cipher, f.hello_retry),
+            (0x7f12, 0x1301, false)
+        );
     }
 
     #[test]
     fn truncated_hellos_never_panic() {
-        let ch = client_hello(&[(0, vec![0, 5, 0, 0, 2, b'a', b'b']), (16, vec![0, 3, 2, b'h', b'2'])]);
+        let ch = client_hello(&[
+            (0, vec![0, 5, 0, 0, 2, b'a', b'b']),
+            (16, vec![0, 3, 2, b'h', b'2']),
+        ]);
         for n in 0..ch.len() {
             let _ = parse_client_hello(&ch[..n]);
             let _ = parse_server_hello(&ch[..n]);

@@ -167,7 +167,10 @@ pub struct TlsAnalyzer {
 
 impl Default for TlsAnalyzer {
     fn default() -> TlsAnalyzer {
-        TlsAnalyzer { dirs: [DirState::new(), DirState::new()], facts: TlsFacts::default() }
+        TlsAnalyzer {
+            dirs: [DirState::new(), DirState::new()],
+            facts: TlsFacts::default(),
+        }
     }
 }
 
@@ -183,7 +186,8 @@ fn valid_header(h: &[u8]) -> bool {
 /// Whether `b` starts a handshake record carrying a ClientHello or ServerHello:
 /// `16 03 0v LL LL 01|02 HH HH HH 03 0v`. `None` when more bytes are needed to tell.
 fn hello_record_at(b: &[u8]) -> Option<bool> {
-    let checks: [(usize, fn(u8) -> bool); 6] = [
+    type Check = (usize, fn(u8) -> bool);
+    let checks: [Check; 6] = [
         (0, |x| x == 0x16),
         (1, |x| x == 3),
         (2, |x| x <= 4),
@@ -212,7 +216,9 @@ impl TlsAnalyzer {
 
     /// TLS (or SSL 2.0) was found in at least one direction.
     pub fn is_tls(&self) -> bool {
-        self.dirs.iter().any(|d| d.records > 0) || self.facts.client_hello.is_some() || self.facts.server_hello.is_some()
+        self.dirs.iter().any(|d| d.records > 0)
+            || self.facts.client_hello.is_some()
+            || self.facts.server_hello.is_some()
     }
 
     /// Bytes of plaintext before TLS started, per direction (STARTTLS, CONNECT).
@@ -288,7 +294,8 @@ impl TlsAnalyzer {
                 let mut n = n - d.skip as u64;
                 d.skip = 0;
                 if d.buf.len() >= 5 {
-                    let need = 5 + usize::from(u16::from_be_bytes([d.buf[3], d.buf[4]])) - d.buf.len();
+                    let need =
+                        5 + usize::from(u16::from_be_bytes([d.buf[3], d.buf[4]])) - d.buf.len();
                     if (need as u64) > n {
                         d.skip = need - n as usize;
                         n = 0;
@@ -345,7 +352,8 @@ impl TlsAnalyzer {
             }
         }
         // A record at the start: a handshake, or (midstream) any record type.
-        let at_start = valid_header(&buf) && (buf[0] != 0x16 || hello_record_at(&buf) != Some(false));
+        let at_start =
+            valid_header(&buf) && (buf[0] != 0x16 || hello_record_at(&buf) != Some(false));
         let start = if at_start {
             Some(0)
         } else {
@@ -404,13 +412,21 @@ impl TlsAnalyzer {
                     return;
                 }
                 let (ctype, len) = (d.buf[0], u16::from_be_bytes([d.buf[3], d.buf[4]]));
-                let encrypted = ctype == 23 || ctype == 24 || (d.encrypted && (ctype == 22 || (ctype == 21 && len != 2)));
+                let encrypted = ctype == 23
+                    || ctype == 24
+                    || (d.encrypted && (ctype == 22 || (ctype == 21 && len != 2)));
                 d.records += 1;
                 if d.encrypted {
                     d.encrypted_records += 1;
                 }
                 if d.sigs.len() < MAX_RECORD_SIGS {
-                    d.sigs.push(RecordSig { content_type: ctype, len, encrypted, frame: ctx.frame, ts: ctx.ts });
+                    d.sigs.push(RecordSig {
+                        content_type: ctype,
+                        len,
+                        encrypted,
+                        frame: ctx.frame,
+                        ts: ctx.ts,
+                    });
                 }
                 if encrypted {
                     match ctype {
@@ -449,7 +465,12 @@ impl TlsAnalyzer {
             }
             21 => {
                 for a in body.chunks_exact(2) {
-                    self.facts.alerts.push(Alert { dir, level: a[0], description: a[1], frame: ctx.frame });
+                    self.facts.alerts.push(Alert {
+                        dir,
+                        level: a[0],
+                        description: a[1],
+                        frame: ctx.frame,
+                    });
                 }
             }
             22 => {
@@ -460,7 +481,12 @@ impl TlsAnalyzer {
                 let hs = std::mem::take(&mut d.hs);
                 let mut at = 0;
                 while hs.len() - at >= 4 {
-                    let (kind, len) = (hs[at], (usize::from(hs[at + 1]) << 16) | (usize::from(hs[at + 2]) << 8) | usize::from(hs[at + 3]));
+                    let (kind, len) = (
+                        hs[at],
+                        (usize::from(hs[at + 1]) << 16)
+                            | (usize::from(hs[at + 2]) << 8)
+                            | usize::from(hs[at + 3]),
+                    );
                     let have = hs.len() - at - 4;
                     if len > MAX_HANDSHAKE_MSG {
                         if kind != 11 {
@@ -504,7 +530,7 @@ impl TlsAnalyzer {
     }
 
     /// Whether `dir` is the server side, as far as the hellos tell.
-    fn from_server(&self, dir: Dir) -> bool {
+    fn is_server_side(&self, dir: Dir) -> bool {
         match (self.facts.client_dir, self.facts.server_dir) {
             (Some(c), _) => c != dir,
             (None, Some(s)) => s == dir,
@@ -520,7 +546,11 @@ impl TlsAnalyzer {
                 None => self.facts.malformed += 1,
             },
             2 | 6 => {
-                let parsed = if msg_type == 2 { hello::parse_server_hello(body) } else { hello::parse_draft_hello_retry(body) };
+                let parsed = if msg_type == 2 {
+                    hello::parse_server_hello(body)
+                } else {
+                    hello::parse_draft_hello_retry(body)
+                };
                 let Some(sh) = parsed else {
                     self.facts.malformed += 1;
                     return;
@@ -529,7 +559,8 @@ impl TlsAnalyzer {
                 if sh.hello_retry {
                     self.facts.hello_retry.get_or_insert(sh);
                 } else {
-                    let tls13 = sh.version == 0x0304 || sh.version >> 8 == 0x7f || sh.version >> 8 == 0x7e;
+                    let tls13 =
+                        sh.version == 0x0304 || sh.version >> 8 == 0x7f || sh.version >> 8 == 0x7e;
                     if self.facts.server_hello.is_none() {
                         self.facts.server_hello = Some(sh);
                     }
@@ -556,7 +587,9 @@ impl TlsAnalyzer {
         let ok = body.len() >= 3 && {
             let mut rest = &body[3..];
             while rest.len() >= 3 {
-                let len = (usize::from(rest[0]) << 16) | (usize::from(rest[1]) << 8) | usize::from(rest[2]);
+                let len = (usize::from(rest[0]) << 16)
+                    | (usize::from(rest[1]) << 8)
+                    | usize::from(rest[2]);
                 let Some(der) = rest.get(3..3 + len) else {
                     cut = 1;
                     break;
@@ -570,9 +603,13 @@ impl TlsAnalyzer {
             self.facts.malformed += 1;
             return;
         }
-        if self.from_server(dir) {
+        if self.is_server_side(dir) {
             self.facts.server_certificate_count = Some(certs.len() + cut);
-            self.facts.server_certificates = certs.iter().take(MAX_CERTS).filter_map(|c| cert::summarize(c)).collect();
+            self.facts.server_certificates = certs
+                .iter()
+                .take(MAX_CERTS)
+                .filter_map(|c| cert::summarize(c))
+                .collect();
         } else {
             self.facts.client_certificates = Some(certs.len() + cut);
         }
@@ -591,11 +628,17 @@ impl TlsAnalyzer {
         if sh.version >= 0x0304 || sh.sslv2 {
             return None;
         }
-        let echoed = f.client_hello.as_ref().is_some_and(|ch| !ch.session_id.is_empty() && ch.session_id == sh.session_id);
+        let echoed = f
+            .client_hello
+            .as_ref()
+            .is_some_and(|ch| !ch.session_id.is_empty() && ch.session_id == sh.session_id);
         let server = f.server_dir.map_or(1, |d| d.idx());
         if echoed {
             Some("session_id")
-        } else if f.change_cipher_spec[server] && !f.server_full_handshake && f.server_certificate_count.is_none() {
+        } else if f.change_cipher_spec[server]
+            && !f.server_full_handshake
+            && f.server_certificate_count.is_none()
+        {
             Some("ticket")
         } else {
             None
@@ -605,7 +648,10 @@ impl TlsAnalyzer {
 
 /// Positions of `byte` in `hay`.
 fn memchr_all(byte: u8, hay: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    hay.iter().enumerate().filter(move |(_, b)| **b == byte).map(|(i, _)| i)
+    hay.iter()
+        .enumerate()
+        .filter(move |(_, b)| **b == byte)
+        .map(|(i, _)| i)
 }
 
 #[cfg(test)]
@@ -613,15 +659,30 @@ mod tests {
     use super::*;
 
     fn ctx() -> Ctx {
-        Ctx { frame: 1, ts: Timestamp(0) }
+        Ctx {
+            frame: 1,
+            ts: Timestamp(0),
+        }
     }
 
     #[test]
     fn plaintext_alert_and_midstream_records() {
         let mut t = TlsAnalyzer::default();
         t.on_chunk(Dir::BtoA, Chunk::Data(&[0x15, 3, 3, 0, 2, 2, 48]), &ctx());
-        assert_eq!(t.facts().alerts, vec![Alert { dir: Dir::BtoA, level: 2, description: 48, frame: 1 }]);
-        t.on_chunk(Dir::AtoB, Chunk::Data(&[0x17, 3, 3, 0, 3, 1, 2, 3, 0x17, 3, 3]), &ctx());
+        assert_eq!(
+            t.facts().alerts,
+            vec![Alert {
+                dir: Dir::BtoA,
+                level: 2,
+                description: 48,
+                frame: 1
+            }]
+        );
+        t.on_chunk(
+            Dir::AtoB,
+            Chunk::Data(&[0x17, 3, 3, 0, 3, 1, 2, 3, 0x17, 3, 3]),
+            &ctx(),
+        );
         t.on_chunk(Dir::AtoB, Chunk::Data(&[0, 1, 9]), &ctx());
         assert!(t.is_tls());
         assert_eq!(t.facts().app_data_records[0], 2);
@@ -630,7 +691,11 @@ mod tests {
     #[test]
     fn plaintext_is_not_tls() {
         let mut t = TlsAnalyzer::default();
-        t.on_chunk(Dir::AtoB, Chunk::Data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), &ctx());
+        t.on_chunk(
+            Dir::AtoB,
+            Chunk::Data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            &ctx(),
+        );
         assert!(!t.is_tls());
         assert!(t.wants(Dir::AtoB));
         t.on_chunk(Dir::AtoB, Chunk::Data(&vec![b'a'; SNIFF_MAX]), &ctx());
@@ -642,7 +707,11 @@ mod tests {
         let mut t = TlsAnalyzer::default();
         t.on_chunk(Dir::AtoB, Chunk::Data(&[0x17, 3, 3, 0, 10, 1, 2]), &ctx());
         t.on_chunk(Dir::AtoB, Chunk::Gap(5), &ctx());
-        t.on_chunk(Dir::AtoB, Chunk::Data(&[8, 9, 10, 0x15, 3, 3, 0, 2, 1, 0]), &ctx());
+        t.on_chunk(
+            Dir::AtoB,
+            Chunk::Data(&[8, 9, 10, 0x15, 3, 3, 0, 2, 1, 0]),
+            &ctx(),
+        );
         assert_eq!(t.facts().alerts.len(), 1);
         assert_eq!(t.facts().desyncs, 0);
     }
@@ -657,11 +726,19 @@ mod tests {
                 let data: Vec<u8> = (0..len)
                     .map(|i| {
                         seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                        if i == 0 && round % 3 == 0 { 0x16 } else { (seed >> 24) as u8 }
+                        if i == 0 && round % 3 == 0 {
+                            0x16
+                        } else {
+                            (seed >> 24) as u8
+                        }
                     })
                     .collect();
-                t.on_chunk(if seed & 1 == 0 { Dir::AtoB } else { Dir::BtoA }, Chunk::Data(&data), &ctx());
-                if seed % 7 == 0 {
+                t.on_chunk(
+                    if seed & 1 == 0 { Dir::AtoB } else { Dir::BtoA },
+                    Chunk::Data(&data),
+                    &ctx(),
+                );
+                if seed.is_multiple_of(7) {
                     t.on_chunk(Dir::AtoB, Chunk::Gap(u64::from(seed % 100)), &ctx());
                 }
             }

@@ -72,7 +72,10 @@ mod tests {
         assert_eq!(version_name(0x7f1c).as_deref(), Some("TLS 1.3 (draft 28)"));
         assert_eq!(version_name(0x1234), None);
         assert_eq!(cipher_name(0x1301), Some("TLS_AES_128_GCM_SHA256"));
-        assert_eq!(cipher_name(0xc02b), Some("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"));
+        assert_eq!(
+            cipher_name(0xc02b),
+            Some("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256")
+        );
         assert_eq!(alert_name(48), Some("unknown_ca"));
         assert_eq!(alert_name(200), None);
     }
