@@ -8,6 +8,8 @@ mod support;
 mod captures;
 /// Command-line behaviour: exit codes, errors that name the file, stdin, thread counts.
 mod cli;
+/// Hostile input: floods of half-open flows, random frames, TLS garbage.
+mod hostile;
 /// Agreement with tshark's ground truth on the public captures (score-truth).
 mod public;
 /// TCP reassembly edge cases on synthetic packets: reordering, wrap, overlap, gaps, reuse.

@@ -49,3 +49,16 @@ fn agrees_with_tshark_on_the_public_captures() {
     );
     assert!(text.contains("0 crashes"));
 }
+
+/// Regression: `zeek/ssl-and-ssh-using-sslh.pcap` multiplexes SSH and TLS on port 443.
+/// tshark labels the SSH connection "SSL Continuation Data" (its streams.jsonl says
+/// `tls: true`); the bytes are `SSH-2.0-OpenSSH_6.9`, so it is SSH and not TLS.
+#[test]
+fn ssh_on_port_443_is_not_tls() {
+    let Some(dir) = shared() else { return };
+    let (flows, _) = crate::support::analyze(&dir.join("captures-public/zeek/ssl-and-ssh-using-sslh.pcap"), &[]);
+    let ssh = flows.iter().find(|f| f["client"] == "192.168.2.144:49641").expect("the SSH flow");
+    assert_eq!((ssh["app_protocol"].as_str(), ssh["tls"].is_null()), (Some("ssh"), true));
+    let tls = flows.iter().find(|f| f["client"] == "192.168.2.144:49643").expect("the TLS flow");
+    assert_eq!(tls["app_protocol"], "tls");
+}
