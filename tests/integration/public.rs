@@ -56,9 +56,21 @@ fn agrees_with_tshark_on_the_public_captures() {
 #[test]
 fn ssh_on_port_443_is_not_tls() {
     let Some(dir) = shared() else { return };
-    let (flows, _) = crate::support::analyze(&dir.join("captures-public/zeek/ssl-and-ssh-using-sslh.pcap"), &[]);
-    let ssh = flows.iter().find(|f| f["client"] == "192.168.2.144:49641").expect("the SSH flow");
-    assert_eq!((ssh["app_protocol"].as_str(), ssh["tls"].is_null()), (Some("ssh"), true));
-    let tls = flows.iter().find(|f| f["client"] == "192.168.2.144:49643").expect("the TLS flow");
+    let (flows, _) = crate::support::analyze(
+        &dir.join("captures-public/zeek/ssl-and-ssh-using-sslh.pcap"),
+        &[],
+    );
+    let ssh = flows
+        .iter()
+        .find(|f| f["client"] == "192.168.2.144:49641")
+        .expect("the SSH flow");
+    assert_eq!(
+        (ssh["app_protocol"].as_str(), ssh["tls"].is_null()),
+        (Some("ssh"), true)
+    );
+    let tls = flows
+        .iter()
+        .find(|f| f["client"] == "192.168.2.144:49643")
+        .expect("the TLS flow");
     assert_eq!(tls["app_protocol"], "tls");
 }

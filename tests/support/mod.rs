@@ -81,6 +81,15 @@ pub fn analyze(path: &Path, extra: &[&str]) -> (Vec<serde_json::Value>, serde_js
     )
 }
 
+/// The `kind` of each anomaly of a flow record, in order.
+pub fn anomaly_kinds(flow: &serde_json::Value) -> Vec<String> {
+    flow["anomalies"].as_array().map_or_else(Vec::new, |a| {
+        a.iter()
+            .filter_map(|x| x["kind"].as_str().map(str::to_string))
+            .collect()
+    })
+}
+
 /// A classic little-endian microsecond pcap with link type `link`.
 pub fn pcap(link: u32, frames: &[Vec<u8>]) -> Vec<u8> {
     let mut v = Vec::new();
