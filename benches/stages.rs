@@ -77,10 +77,11 @@ fn stages(c: &mut Criterion) {
                             frame: f.number,
                             ts: f.ts,
                         },
+                        f.ts,
                     );
                 }
             }
-            t.finish_all().len()
+            t.finish_all().count()
         })
     });
     g.finish();

@@ -1,26 +1,86 @@
 //! The pipeline: one reader, N shard workers, one printer. The only module with threads.
 //!
-//! The reader (the calling thread) reads frames, decodes them, and sends each TCP
-//! segment, with its payload copied once into a per-batch arena, to the worker that owns
-//! its flow (`FlowKey::shard`, symmetric). Channels are bounded, so a slow worker slows
-//! the reader instead of growing memory. Each worker owns its flow table outright (no
-//! locks), and returns its finished flow records at the end of input. Records are sorted
-//! by first frame before printing, so output is byte-identical for any thread count.
+//! ```text
+//!            ┌─ batch ─▶ worker 0 (FlowTable shard) ─┐
+//! reader ────┼─ batch ─▶ worker 1                    ├─ records + watermark ─▶ printer
+//! (capture,  └─ batch ─▶ worker N-1                 ─┘   (merge by decision)   (stdout)
+//!  decode, shard)
+//! ```
+//!
+//! * The **reader** reads frames, decodes them and appends each TCP segment (its payload
+//!   copied once into a per-batch arena) to the batch of the worker that owns its flow
+//!   (`FlowKey::shard`, symmetric). It keeps the *capture clock*, the largest timestamp
+//!   seen so far, and stamps every segment with it. It hands the batches of *all* workers
+//!   on together, each carrying the clock and the last frame number read: when one batch
+//!   is full, when the source goes quiet (a pipe or an interface with nothing waiting),
+//!   and at the end. A worker with no segment of its own thus still learns the time.
+//!   Channels are bounded: a slow worker slows the reader instead of growing memory.
+//! * Each **worker** owns its flow table (no locks on the hot path). It processes its
+//!   segments, then advances its table to the batch's clock (ending the flows whose
+//!   deadline passed), turns every finished flow into a record, and sends the records
+//!   with a *watermark*: no later record of this worker can sort before it.
+//! * The **printer** (the calling thread) merges the workers' records by their decision
+//!   key ([`Decided`]) and prints a record as soon as every worker's watermark has passed
+//!   it. It is the only writer to stdout.
+//!
+//! With `--threads 1` the reader runs the one shard itself (no batches, no copies); the
+//! code path is otherwise the same.
+//!
+//! # Ordering contract
+//!
+//! Records come out in the order their flows were *decided* (closed, timed out, reused,
+//! evicted, or — with `--early` — handshake seen), and the flows still open at the end of
+//! input come last, by first frame. Decision points are computed from the capture alone:
+//! a packet's frame number and the capture clock at it, or the deadline a flow's idle
+//! timeout passed. So for a file, and for a stream on stdin that is read faster than its
+//! timeouts (any pipe that does not stall for seconds), the bytes written are the same for
+//! any `--threads`, and they stream: memory follows the flows open at once, not the size of
+//! the input, and a record never waits for an unrelated long-lived flow. Only evictions
+//! (`--max-flows` reached, counted in the summary) depend on how flows are spread over
+//! workers.
+//!
+//! When a stream (stdin, an interface) stays quiet for [`IDLE_ADVANCE`] of wall time, the
+//! capture clock moves on with the wall clock, so idle flows still time out; that part of
+//! live output depends on timing, as it must.
+//!
+//! # Several inputs
+//!
+//! Captures are written in the order given, each followed by its summary. With several
+//! files and several threads, up to `threads` files are analyzed at once (each with a
+//! share of the threads); the first unfinished file streams to stdout while the others
+//! fill bounded buffers, so output order and memory stay bounded.
 
 use std::io::{self, Read, Write};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::analyzers::ConnAnalyzer;
-use crate::capture::{CaptureReader, Frame, LinkType, Timestamp};
+use crate::capture::{CaptureError, CaptureReader, ChunkReader, Event, Frame, LinkType, Timestamp};
 use crate::decode::{self, Endpoint, TcpFlags, TcpSegment};
-use crate::flow::{Ctx, FlowKey, FlowTable, TableConfig};
-use crate::report::{self, FlowRecord, SCHEMA_VERSION, Summary};
+use crate::flow::{Ctx, Decided, FlowKey, FlowTable, TableConfig};
+use crate::report::table::TableWriter;
+use crate::report::{self, Drops, FlowRecord, SCHEMA_VERSION, Summary};
 
 /// Segments per batch sent to a worker.
 const BATCH: usize = 512;
 /// Batches in flight per worker.
 const CHANNEL_DEPTH: usize = 8;
+/// Messages in flight from the workers to the printer.
+const RECORD_CHANNEL_DEPTH: usize = 64;
+/// How long a quiet stream waits for data before the reader looks at the clocks again.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+/// Wall time a stream must stay quiet before its capture clock follows the wall clock.
+pub const IDLE_ADVANCE: Duration = Duration::from_secs(1);
+/// Bytes per read from standard input.
+const STDIN_CHUNK: usize = 64 * 1024;
+/// A progress bar appears once a file has taken this long.
+const PROGRESS_AFTER: Duration = Duration::from_millis(1500);
+/// Frames between progress updates.
+const PROGRESS_EVERY: u64 = 16 * 1024;
 
 /// Where packets come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +89,19 @@ pub enum Input {
     File(PathBuf),
     /// A pcap or pcapng stream on standard input.
     Stdin,
+    /// A network interface (needs the `live` feature and capture privileges).
+    Live(LiveOptions),
+}
+
+/// What to capture live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveOptions {
+    /// Interface name (`any` for all, on Linux).
+    pub interface: String,
+    /// A BPF filter, as for tcpdump.
+    pub filter: Option<String>,
+    /// Bytes kept of each packet.
+    pub snaplen: u32,
 }
 
 impl Input {
@@ -37,7 +110,13 @@ impl Input {
         match self {
             Input::File(p) => p.display().to_string(),
             Input::Stdin => "-".to_string(),
+            Input::Live(l) => format!("live:{}", l.interface),
         }
+    }
+
+    /// Whether the input can go quiet and should be printed as it arrives.
+    fn is_stream(&self) -> bool {
+        !matches!(self, Input::File(_))
     }
 }
 
@@ -53,25 +132,51 @@ pub enum Format {
 /// A validated configuration (built by `cli` from flags; nothing here knows clap).
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Inputs, analyzed in order.
+    /// Inputs, reported in order.
     pub inputs: Vec<Input>,
     /// Output format.
     pub format: Format,
-    /// Shard workers per capture.
+    /// Shard workers (1: the reader does all the work).
     pub threads: usize,
-    /// Flow table bounds and timeouts.
+    /// Flow table bounds and timeouts; `max_flows` is the total over all workers.
     pub table: TableConfig,
-    /// Table width (None: the terminal's, or unbounded).
+    /// Table width (None: the terminal's).
     pub width: Option<u16>,
+    /// Also write a record when a flow's handshake is decided (`end: "handshake"`),
+    /// before its final record.
+    pub early: bool,
+    /// Show a progress bar on stderr for files that take a while.
+    pub progress: bool,
+    /// List capture interfaces instead of analyzing.
+    pub list_interfaces: bool,
 }
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Every input was read to its end.
+    /// Every input was read to its end (or reading was interrupted by a signal).
     Ok,
     /// At least one input could not be read (or only in part).
     InputError,
+}
+
+/// Set by SIGINT/SIGTERM (and by a closed stdout): stop reading, report what was seen.
+fn stop_flag() -> &'static Arc<AtomicBool> {
+    static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    STOP.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // A second signal while the first is being handled exits at once.
+            let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&flag));
+            let _ = signal_hook::flag::register(sig, Arc::clone(&flag));
+        }
+        flag
+    })
+}
+
+/// Whether reading was asked to stop.
+fn stopping() -> bool {
+    stop_flag().load(Ordering::Relaxed)
 }
 
 /// Segment metadata; the payload lives in the batch arena.
@@ -86,19 +191,23 @@ struct SegMeta {
     ifindex: Option<u32>,
     frame: u64,
     ts: Timestamp,
-    start: usize,
-    len: usize,
+    clock: Timestamp,
+    start: u32,
+    len: u32,
 }
 
+/// Segments for one worker, and how far the reader had read when it sent them.
 #[derive(Default)]
 struct Batch {
     segs: Vec<SegMeta>,
     data: Vec<u8>,
+    clock: Timestamp,
+    frame: u64,
 }
 
 impl Batch {
-    fn push(&mut self, seg: &TcpSegment<'_>, frame: &Frame<'_>) {
-        let start = self.data.len();
+    fn push(&mut self, seg: &TcpSegment<'_>, frame: &Frame<'_>, clock: Timestamp) {
+        let start = self.data.len() as u32;
         self.data.extend_from_slice(seg.payload);
         self.segs.push(SegMeta {
             src: seg.src,
@@ -110,73 +219,478 @@ impl Batch {
             ifindex: seg.ifindex,
             frame: frame.number,
             ts: frame.ts,
+            clock,
             start,
-            len: seg.payload.len(),
+            len: seg.payload.len() as u32,
         });
+    }
+}
+
+/// From a worker to the printer.
+enum ToPrinter {
+    /// Records (in decision order) and the worker's new watermark.
+    Progress {
+        shard: usize,
+        records: Vec<(Decided, FlowRecord)>,
+        upto: Decided,
+    },
+    /// The worker is done; its counters.
+    Done { stats: ShardStats },
+}
+
+/// Counters a shard adds to the summary.
+#[derive(Clone, Copy, Debug, Default)]
+struct ShardStats {
+    evicted: u64,
+    late: u64,
+}
+
+/// One shard's flow table and the records it has decided but not yet sent.
+struct Shard<'n> {
+    table: FlowTable<ConnAnalyzer>,
+    name: &'n str,
+    early: bool,
+    out: Vec<(Decided, FlowRecord)>,
+}
+
+impl<'n> Shard<'n> {
+    fn new(cfg: &Config, shards: usize, name: &'n str) -> Shard<'n> {
+        let table = TableConfig {
+            max_flows: cfg.table.max_flows.div_ceil(shards).max(1),
+            ..cfg.table
+        };
+        Shard {
+            table: FlowTable::new(table),
+            name,
+            early: cfg.early,
+            out: Vec::new(),
+        }
+    }
+
+    fn segment(&mut self, seg: &TcpSegment<'_>, frame: u64, ts: Timestamp, clock: Timestamp) {
+        let ctx = Ctx { frame, ts };
+        let flow = self.table.process(seg, &ctx, clock);
+        let early = match flow {
+            Some(f) if self.early && !f.noted && handshake_decided(&f.handler) => {
+                f.noted = true;
+                let mut r = report::flow_record(f, self.name);
+                r.end = EARLY_END;
+                Some(r)
+            }
+            _ => None,
+        };
+        self.collect();
+        if let Some(r) = early {
+            self.out.push((Decided::at_packet(clock, frame), r));
+        }
+    }
+
+    fn advance(&mut self, clock: Timestamp) {
+        self.table.advance(clock);
+        self.collect();
+    }
+
+    fn collect(&mut self) {
+        let name = self.name;
+        let out = &mut self.out;
+        out.extend(
+            self.table
+                .take_finished()
+                .map(|f| (f.decided, report::flow_record(&f.flow, name))),
+        );
+    }
+
+    fn finish(&mut self) -> ShardStats {
+        let name = self.name;
+        self.out.extend(
+            self.table
+                .finish_all()
+                .map(|f| (f.decided, report::flow_record(&f.flow, name))),
+        );
+        ShardStats {
+            evicted: self.table.evicted(),
+            late: self.table.late_packets(),
+        }
+    }
+}
+
+/// `end` of a record written when the handshake was decided (`--early`).
+pub const EARLY_END: &str = "handshake";
+
+/// Whether a flow's handshake is decided, so that an early record can be written: TLS
+/// 1.3 once the ServerHello is seen (the rest is encrypted), TLS ≤ 1.2 once both sides
+/// sent ChangeCipherSpec, or a fatal alert.
+fn handshake_decided(a: &ConnAnalyzer) -> bool {
+    let f = a.tls.facts();
+    let fatal = f.alerts.iter().any(|al| al.level == 2);
+    match &f.server_hello {
+        Some(sh) => {
+            let tls13 = sh.version == 0x0304 || sh.version >> 8 == 0x7f;
+            tls13 || sh.sslv2 || f.change_cipher_spec == [true, true] || fatal
+        }
+        None => fatal,
+    }
+}
+
+/// The reader's state while it reads one input.
+struct Reader<'n, 's> {
+    senders: Vec<SyncSender<Batch>>,
+    batches: Vec<Batch>,
+    /// With one shard, the reader runs it itself.
+    inline: Option<(Shard<'n>, SyncSender<ToPrinter>)>,
+    shards: usize,
+    counts: ReadCounts,
+    unsupported: Option<LinkType>,
+    clock: Timestamp,
+    frames: u64,
+    pending: usize,
+    stream: bool,
+    last_data: Instant,
+    clock_at_data: Timestamp,
+    hung_up: bool,
+    progress: Option<&'s Progress>,
+}
+
+impl Reader<'_, '_> {
+    fn frame(&mut self, frame: &Frame<'_>) -> ControlFlow<()> {
+        self.frames = frame.number;
+        self.counts.packets += 1;
+        *self.counts.link_types.entry(frame.link.0).or_default() += 1;
+        if frame.ts > self.clock {
+            self.clock = frame.ts;
+        }
+        if self.stream {
+            self.last_data = Instant::now();
+            self.clock_at_data = self.clock;
+        }
+        match decode::decode(frame) {
+            Ok(seg) => {
+                self.counts.decoded += 1;
+                if let Some((shard, _)) = &mut self.inline {
+                    shard.segment(&seg, frame.number, frame.ts, self.clock);
+                    self.pending += 1;
+                    if self.pending >= BATCH {
+                        self.flush();
+                    }
+                } else {
+                    let i = FlowKey::new(seg.src, seg.dst).shard(self.shards);
+                    self.batches[i].push(&seg, frame, self.clock);
+                    if self.batches[i].segs.len() >= BATCH {
+                        self.flush();
+                    }
+                }
+            }
+            Err(e) => {
+                if !decode::supports(frame.link) {
+                    self.unsupported.get_or_insert(frame.link);
+                }
+                *self.counts.undecoded.entry(e.name()).or_default() += 1;
+            }
+        }
+        if let Some(p) = self.progress
+            && self.counts.packets.is_multiple_of(PROGRESS_EVERY)
+        {
+            p.update();
+        }
+        if self.hung_up || stopping() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    /// The source has nothing waiting: hand on what is held, and let the capture clock
+    /// follow the wall clock once the stream has been quiet for a while.
+    fn idle(&mut self) -> ControlFlow<()> {
+        let quiet = self.last_data.elapsed();
+        if quiet >= IDLE_ADVANCE {
+            let wall = Timestamp(
+                self.clock_at_data
+                    .0
+                    .saturating_add(i64::try_from(quiet.as_nanos()).unwrap_or(i64::MAX)),
+            );
+            self.clock = self.clock.max(wall);
+        }
+        self.flush();
+        if self.hung_up || stopping() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    /// Sends every worker its batch (possibly empty: it carries the clock).
+    fn flush(&mut self) {
+        self.pending = 0;
+        if let Some((shard, tx)) = &mut self.inline {
+            shard.advance(self.clock);
+            let msg = ToPrinter::Progress {
+                shard: 0,
+                records: std::mem::take(&mut shard.out),
+                upto: Decided::watermark(self.clock, self.frames),
+            };
+            self.hung_up |= tx.send(msg).is_err();
+            return;
+        }
+        for (b, tx) in self.batches.iter_mut().zip(&self.senders) {
+            let mut full = std::mem::take(b);
+            full.clock = self.clock;
+            full.frame = self.frames;
+            self.hung_up |= tx.send(full).is_err();
+        }
+    }
+
+    fn finish(mut self) -> (ReadCounts, Option<LinkType>) {
+        self.flush();
+        if let Some((mut shard, tx)) = self.inline.take() {
+            let stats = shard.finish();
+            let _ = tx.send(ToPrinter::Progress {
+                shard: 0,
+                records: std::mem::take(&mut shard.out),
+                upto: Decided::END,
+            });
+            let _ = tx.send(ToPrinter::Done { stats });
+        }
+        (self.counts, self.unsupported)
+    }
+}
+
+/// One shard worker: owns a flow table; reports records with watermarks.
+fn worker(rx: Receiver<Batch>, tx: SyncSender<ToPrinter>, mut shard: Shard<'_>, index: usize) {
+    for batch in rx {
+        for m in &batch.segs {
+            let start = m.start as usize;
+            let seg = TcpSegment {
+                src: m.src,
+                dst: m.dst,
+                seq: m.seq,
+                ack: m.ack,
+                flags: m.flags,
+                payload: &batch.data[start..start + m.len as usize],
+                wire_len: m.wire_len,
+                ifindex: m.ifindex,
+            };
+            shard.segment(&seg, m.frame, m.ts, m.clock);
+        }
+        shard.advance(batch.clock);
+        let msg = ToPrinter::Progress {
+            shard: index,
+            records: std::mem::take(&mut shard.out),
+            upto: Decided::watermark(batch.clock, batch.frame),
+        };
+        if tx.send(msg).is_err() {
+            return;
+        }
+    }
+    let stats = shard.finish();
+    let _ = tx.send(ToPrinter::Progress {
+        shard: index,
+        records: std::mem::take(&mut shard.out),
+        upto: Decided::END,
+    });
+    let _ = tx.send(ToPrinter::Done { stats });
+}
+
+/// Merges the workers' records by decision and writes them.
+struct Merger {
+    queues: Vec<std::collections::VecDeque<(Decided, FlowRecord)>>,
+    upto: Vec<Decided>,
+}
+
+impl Merger {
+    fn new(n: usize) -> Merger {
+        Merger {
+            queues: (0..n).map(|_| Default::default()).collect(),
+            upto: vec![
+                Decided {
+                    clock: i64::MIN,
+                    phase: 0,
+                    frame: 0,
+                };
+                n
+            ],
+        }
+    }
+
+    fn add(&mut self, shard: usize, records: Vec<(Decided, FlowRecord)>, upto: Decided) {
+        self.queues[shard].extend(records);
+        self.upto[shard] = upto;
+    }
+
+    /// The next record every worker has moved past, if any.
+    fn pop(&mut self) -> Option<FlowRecord> {
+        let limit = self.upto.iter().min().copied()?;
+        let (i, _) = self
+            .queues
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| q.front().map(|(d, _)| (i, *d)))
+            .min_by_key(|(_, d)| *d)
+            .filter(|(_, d)| *d <= limit)?;
+        self.queues[i].pop_front().map(|(_, r)| r)
+    }
+}
+
+/// Writes records and summaries in the chosen format.
+struct Printer<'o> {
+    out: &'o mut dyn Write,
+    format: Format,
+    table: Option<TableWriter>,
+    width: Option<u16>,
+    /// Flush after every group of records (streams), not only when the buffer fills.
+    eager: bool,
+    progress: Option<indicatif::ProgressBar>,
+}
+
+impl Printer<'_> {
+    fn record(&mut self, r: &FlowRecord) -> io::Result<()> {
+        let Printer {
+            out,
+            format,
+            table,
+            width,
+            progress,
+            ..
+        } = self;
+        let mut write = |out: &mut dyn Write| -> io::Result<()> {
+            match format {
+                Format::Jsonl => {
+                    serde_json::to_writer(&mut *out, r)?;
+                    out.write_all(b"\n")
+                }
+                Format::Table => table
+                    .get_or_insert_with(|| TableWriter::new(*width))
+                    .row(out, r),
+            }
+        };
+        match progress {
+            Some(p) if !p.is_hidden() => p.suspend(|| {
+                write(&mut **out)?;
+                out.flush()
+            }),
+            _ => write(&mut **out),
+        }
+    }
+
+    fn summary(&mut self, s: &Summary) -> io::Result<()> {
+        match self.format {
+            Format::Jsonl => {
+                serde_json::to_writer(&mut *self.out, s)?;
+                self.out.write_all(b"\n")?;
+            }
+            Format::Table => {
+                report::table::summary(&mut *self.out, s)?;
+                self.table = None;
+            }
+        }
+        self.out.flush()
+    }
+}
+
+/// A progress bar for a file: bytes read of the file's size; drawn only on a terminal
+/// and only once reading has taken [`PROGRESS_AFTER`].
+struct Progress {
+    bar: indicatif::ProgressBar,
+    read: Arc<AtomicU64>,
+    started: Instant,
+    shown: AtomicBool,
+}
+
+impl Progress {
+    fn new(len: u64, read: Arc<AtomicU64>) -> Progress {
+        let bar = indicatif::ProgressBar::hidden();
+        bar.set_length(len);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ) {
+            bar.set_style(style);
+        }
+        Progress {
+            bar,
+            read,
+            started: Instant::now(),
+            shown: AtomicBool::new(false),
+        }
+    }
+
+    fn update(&self) {
+        if !self.shown.load(Ordering::Relaxed) && self.started.elapsed() >= PROGRESS_AFTER {
+            self.shown.store(true, Ordering::Relaxed);
+            self.bar
+                .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+        self.bar.set_position(self.read.load(Ordering::Relaxed));
+    }
+}
+
+/// A reader that counts the bytes it read (for the progress bar).
+struct Counting<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }
 
 /// Runs the whole configuration, writing records to `out` and one-line errors to `err`.
 pub fn run(cfg: &Config, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<Outcome> {
+    if cfg.list_interfaces {
+        return list_interfaces(out, err);
+    }
+    stop_flag();
     let mut outcome = Outcome::Ok;
     for input in &cfg.inputs {
-        let name = input.name();
-        let result = match input {
-            Input::File(p) => match std::fs::File::open(p) {
-                Ok(f) => analyze(io::BufReader::with_capacity(1 << 20, f), &name, cfg),
-                Err(e) => Err(format!("cannot open: {e}")),
-            },
-            Input::Stdin => analyze(io::stdin(), &name, cfg),
-        };
-        let (records, summary) = match result {
-            Ok(v) => v,
-            Err(msg) => {
-                writeln!(err, "mtlscope: {name}: {msg}")?;
-                outcome = Outcome::InputError;
-                (
-                    Vec::new(),
-                    Summary {
-                        error: Some(msg),
-                        ..empty_summary(&name)
-                    },
-                )
-            }
-        };
-        if let Some(e) = summary
-            .error
-            .as_ref()
-            .filter(|_| !records.is_empty() || summary.packets > 0)
-        {
-            writeln!(err, "mtlscope: {name}: {e}")?;
+        if stopping() {
+            break;
+        }
+        if analyze(input, cfg, cfg.threads, out, err)? {
             outcome = Outcome::InputError;
         }
-        write_records(cfg, out, &records, &summary)?;
     }
     Ok(outcome)
 }
 
-fn write_records(
-    cfg: &Config,
-    out: &mut dyn Write,
-    records: &[FlowRecord],
-    summary: &Summary,
-) -> io::Result<()> {
-    match cfg.format {
-        Format::Jsonl => {
-            for r in records {
-                serde_json::to_writer(&mut *out, r)?;
-                out.write_all(b"\n")?;
+/// Prints the interfaces live capture can use.
+fn list_interfaces(out: &mut dyn Write, err: &mut dyn Write) -> io::Result<Outcome> {
+    #[cfg(feature = "live")]
+    {
+        match crate::capture::live::interfaces() {
+            Ok(list) => {
+                for i in list {
+                    writeln!(out, "{}", i)?;
+                }
+                Ok(Outcome::Ok)
             }
-            serde_json::to_writer(&mut *out, summary)?;
-            out.write_all(b"\n")?;
+            Err(e) => {
+                writeln!(err, "mtlscope: {e}")?;
+                Ok(Outcome::InputError)
+            }
         }
-        Format::Table => report::table::write(out, records, summary, cfg.width)?,
     }
-    out.flush()
+    #[cfg(not(feature = "live"))]
+    {
+        let _ = out;
+        writeln!(err, "mtlscope: {NO_LIVE}")?;
+        Ok(Outcome::InputError)
+    }
 }
 
-/// Flow records and summary of a capture, or why it could not be opened at all.
-type Analyzed = Result<(Vec<FlowRecord>, Summary), String>;
+/// Why `-i` fails in a build without the `live` feature.
+#[cfg(not(feature = "live"))]
+const NO_LIVE: &str = "this build has no live capture; rebuild with \
+     `cargo build --release --features live` (needs libpcap)";
+
+/// An opened input, ready to be read on the reader thread.
+enum Source {
+    Capture(CaptureReader<'static>),
+    #[cfg(feature = "live")]
+    Live(crate::capture::live::LiveCapture),
+}
 
 fn empty_summary(name: &str) -> Summary {
     Summary {
@@ -187,112 +701,357 @@ fn empty_summary(name: &str) -> Summary {
     }
 }
 
-/// Analyzes one capture. A read error after some frames still reports those frames'
-/// flows, with the error in the summary.
-pub fn analyze<R: Read + Send>(source: R, name: &str, cfg: &Config) -> Analyzed {
-    let mut summary = empty_summary(name);
-    let mut reader = CaptureReader::new(source).map_err(|e| e.to_string())?;
-    let n = cfg.threads.max(1);
-    let table_cfg = cfg.table;
-    let (read_result, mut records, evicted) = std::thread::scope(|scope| {
-        let mut senders: Vec<SyncSender<Batch>> = Vec::with_capacity(n);
-        let mut workers = Vec::with_capacity(n);
-        for _ in 0..n {
-            let (tx, rx) = sync_channel::<Batch>(CHANNEL_DEPTH);
-            senders.push(tx);
-            workers.push(scope.spawn(move || worker(rx, table_cfg, name)));
+/// Opens an input. Errors are one-line messages.
+fn open(
+    input: &Input,
+    progress: &mut Option<Progress>,
+    want_progress: bool,
+) -> Result<Source, String> {
+    match input {
+        Input::File(p) => {
+            let f = std::fs::File::open(p).map_err(|e| format!("cannot open: {e}"))?;
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let read = Arc::new(AtomicU64::new(0));
+            if want_progress {
+                *progress = Some(Progress::new(len, Arc::clone(&read)));
+            }
+            let src = Counting {
+                inner: io::BufReader::with_capacity(1 << 20, f),
+                read,
+            };
+            CaptureReader::new(src)
+                .map(Source::Capture)
+                .map_err(|e| e.to_string())
         }
-        let mut batches: Vec<Batch> = (0..n).map(|_| Batch::default()).collect();
-        let mut unsupported: Option<LinkType> = None;
-        let read_result = reader.for_each_frame(|frame| {
-            summary.packets += 1;
-            *summary.link_types.entry(frame.link.0).or_default() += 1;
-            if !decode::supports(frame.link) {
-                unsupported.get_or_insert(frame.link);
+        Input::Stdin => {
+            let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(16);
+            // Detached on purpose: a read on stdin cannot be interrupted, and this thread
+            // must not keep the process alive once the analysis is over.
+            let pump = std::thread::Builder::new()
+                .name("stdin".into())
+                .spawn(move || pump_stdin(&tx));
+            if let Err(e) = pump {
+                return Err(format!("cannot read stdin: {e}"));
             }
-            match decode::decode(frame) {
-                Ok(seg) => {
-                    summary.decoded += 1;
-                    let shard = FlowKey::new(seg.src, seg.dst).shard(n);
-                    let b = &mut batches[shard];
-                    b.push(&seg, frame);
-                    if b.segs.len() >= BATCH {
-                        let full = std::mem::take(b);
-                        // A worker only hangs up by panicking, which scope will report.
-                        let _ = senders[shard].send(full);
-                    }
-                }
-                Err(e) => *summary.undecoded.entry(e.name()).or_default() += 1,
-            }
-        });
-        for (shard, b) in batches.into_iter().enumerate() {
-            if !b.segs.is_empty() {
-                let _ = senders[shard].send(b);
-            }
+            let chunks = ChunkReader::new(rx, IDLE_POLL, Arc::clone(stop_flag()));
+            CaptureReader::new(chunks)
+                .map(Source::Capture)
+                .map_err(|e| e.to_string())
         }
-        drop(senders);
-        let mut records = Vec::new();
-        let mut evicted = 0;
-        for w in workers {
-            if let Ok((r, e)) = w.join() {
-                records.extend(r);
-                evicted += e;
-            }
-        }
-        // A pcap has one link type: if it is not decodable, the file cannot be analyzed.
-        let read_result = match (read_result, unsupported) {
-            (Ok(()), Some(l)) if reader.is_legacy_pcap() => {
-                Err(format!("unsupported link type {l}"))
-            }
-            (r, _) => r.map_err(|e| e.to_string()),
-        };
-        (read_result, records, evicted)
-    });
-    records.sort_by_key(|r| r.first_frame);
-    for r in &records {
-        summary.count(r);
+        #[cfg(feature = "live")]
+        Input::Live(l) => crate::capture::live::LiveCapture::open(
+            &l.interface,
+            l.filter.as_deref(),
+            l.snaplen,
+            IDLE_POLL,
+        )
+        .map(Source::Live)
+        .map_err(|e| e.to_string()),
+        #[cfg(not(feature = "live"))]
+        Input::Live(_) => Err(NO_LIVE.into()),
     }
-    summary.evicted_flows = evicted;
-    summary.error = read_result.err();
-    Ok((records, summary))
 }
 
-/// One shard: owns a flow table, returns the finished records and the eviction count.
-fn worker(rx: Receiver<Batch>, cfg: TableConfig, name: &str) -> (Vec<FlowRecord>, u64) {
-    let mut table: FlowTable<ConnAnalyzer> = FlowTable::new(cfg);
-    let mut records = Vec::new();
-    for batch in rx {
-        for m in &batch.segs {
-            let seg = TcpSegment {
-                src: m.src,
-                dst: m.dst,
-                seq: m.seq,
-                ack: m.ack,
-                flags: m.flags,
-                payload: &batch.data[m.start..m.start + m.len],
-                wire_len: m.wire_len,
-                ifindex: m.ifindex,
-            };
-            table.process(
-                &seg,
-                &Ctx {
-                    frame: m.frame,
-                    ts: m.ts,
-                },
-            );
+fn pump_stdin(tx: &SyncSender<io::Result<Vec<u8>>>) {
+    let stdin = io::stdin();
+    let mut lock = stdin.lock();
+    loop {
+        let mut buf = vec![0u8; STDIN_CHUNK];
+        match lock.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                buf.truncate(n);
+                if tx.send(Ok(buf)).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
         }
-        records.extend(
-            table
-                .take_finished()
-                .iter()
-                .map(|f| report::flow_record(f, name)),
-        );
     }
-    records.extend(
-        table
-            .finish_all()
-            .iter()
-            .map(|f| report::flow_record(f, name)),
+}
+
+/// Analyzes one input with `threads` workers and writes its records and summary. Returns
+/// whether the input had an error.
+fn analyze(
+    input: &Input,
+    cfg: &Config,
+    threads: usize,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<bool> {
+    let name = input.name();
+    let mut progress = None;
+    let mut printer = Printer {
+        out,
+        format: cfg.format,
+        table: None,
+        width: cfg.width,
+        eager: input.is_stream(),
+        progress: None,
+    };
+    let source = match open(input, &mut progress, cfg.progress && !input.is_stream()) {
+        Ok(s) => s,
+        // Interrupted before the stream said anything: nothing to report.
+        Err(_) if stopping() => return Ok(false),
+        Err(msg) => {
+            writeln!(err, "mtlscope: {name}: {msg}")?;
+            printer.summary(&Summary {
+                error: Some(msg),
+                ..empty_summary(&name)
+            })?;
+            return Ok(true);
+        }
+    };
+    printer.progress = progress.as_ref().map(|p| p.bar.clone());
+    let (read, printed) = pipeline(
+        source,
+        &name,
+        cfg,
+        threads,
+        input.is_stream(),
+        progress.as_ref(),
+        &mut printer,
     );
-    (records, table.evicted())
+    if let Some(p) = &progress {
+        p.bar.finish_and_clear();
+    }
+    let (mut summary, stats) = printed?;
+    let ReadResult {
+        counts,
+        error,
+        unsupported,
+        legacy,
+        interrupted,
+    } = read;
+    summary.packets = counts.packets;
+    summary.decoded = counts.decoded;
+    summary.undecoded = counts.undecoded;
+    summary.link_types = counts.link_types;
+    summary.dropped = counts.dropped;
+    summary.evicted_flows = stats.evicted;
+    summary.late_packets = stats.late;
+    summary.interrupted = interrupted;
+    // A pcap has one link type: if it is not decodable, the file cannot be analyzed.
+    let error = match (error, unsupported) {
+        (None, Some(l)) if legacy => Some(format!("unsupported link type {l}")),
+        (Some(e), _) if e.is_truncation() && input.is_stream() => {
+            let msg = format!("{e} (the stream was cut; flows before the cut are reported)");
+            writeln!(err, "mtlscope: {name}: warning: {msg}")?;
+            summary.warning = Some(msg);
+            None
+        }
+        (e, _) => e.map(|e| e.to_string()),
+    };
+    let failed = error.is_some();
+    if let Some(e) = &error {
+        writeln!(err, "mtlscope: {name}: {e}")?;
+    }
+    summary.error = error;
+    if interrupted {
+        writeln!(
+            err,
+            "mtlscope: {name}: interrupted after {} packets; the summary covers what was seen",
+            summary.packets
+        )?;
+    }
+    if let Some(d) = summary.dropped.filter(|d| d.kernel + d.interface > 0) {
+        writeln!(
+            err,
+            "mtlscope: {name}: the capture lost {} packets in the kernel and {} at the interface",
+            d.kernel, d.interface
+        )?;
+    }
+    printer.summary(&summary)?;
+    Ok(failed)
+}
+
+/// What the reader counted.
+#[derive(Default)]
+struct ReadCounts {
+    packets: u64,
+    decoded: u64,
+    undecoded: std::collections::BTreeMap<&'static str, u64>,
+    link_types: std::collections::BTreeMap<u32, u64>,
+    dropped: Option<Drops>,
+}
+
+/// How reading one input went.
+struct ReadResult {
+    counts: ReadCounts,
+    error: Option<CaptureError>,
+    unsupported: Option<LinkType>,
+    legacy: bool,
+    interrupted: bool,
+}
+
+/// Runs reader, workers and printer over one opened source. Returns what the reader
+/// saw, and the summary the printer counted (records) with the workers' counters.
+fn pipeline(
+    source: Source,
+    name: &str,
+    cfg: &Config,
+    threads: usize,
+    stream: bool,
+    progress: Option<&Progress>,
+    printer: &mut Printer<'_>,
+) -> (ReadResult, io::Result<(Summary, ShardStats)>) {
+    let n = threads.max(1);
+    let (to_printer, from_workers) = sync_channel::<ToPrinter>(RECORD_CHANNEL_DEPTH);
+    std::thread::scope(|scope| {
+        let mut senders = Vec::new();
+        if n > 1 {
+            for i in 0..n {
+                let (tx, rx) = sync_channel::<Batch>(CHANNEL_DEPTH);
+                let shard = Shard::new(cfg, n, name);
+                let tp = to_printer.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("shard-{i}"))
+                    .spawn_scoped(scope, move || worker(rx, tp, shard, i));
+                if spawned.is_ok() {
+                    senders.push(tx);
+                }
+            }
+        }
+        // Without workers (one thread, or none could start) the reader runs the shard.
+        let inline = senders
+            .is_empty()
+            .then(|| (Shard::new(cfg, 1, name), to_printer.clone()));
+        let shards = senders.len().max(1);
+        drop(to_printer);
+        let reader = Reader {
+            batches: (0..senders.len()).map(|_| Batch::default()).collect(),
+            senders,
+            inline,
+            shards,
+            counts: ReadCounts::default(),
+            unsupported: None,
+            clock: Timestamp(i64::MIN),
+            frames: 0,
+            pending: 0,
+            stream,
+            last_data: Instant::now(),
+            clock_at_data: Timestamp(i64::MIN),
+            hung_up: false,
+            progress,
+        };
+        let reading = std::thread::Builder::new()
+            .name("reader".into())
+            .spawn_scoped(scope, move || read_source(source, reader));
+        let printed = match &reading {
+            Ok(_) => print(from_workers, shards, name, printer),
+            Err(_) => Ok((empty_summary(name), ShardStats::default())),
+        };
+        if printed.is_err() {
+            // Nobody will read the rest: stop the reader (it checks between frames).
+            stop_flag().store(true, Ordering::Relaxed);
+        }
+        let read = match reading {
+            Ok(h) => h
+                .join()
+                .unwrap_or_else(|_| failed_read("the reader stopped")),
+            Err(e) => failed_read(&format!("cannot start the reader: {e}")),
+        };
+        (read, printed)
+    })
+}
+
+fn failed_read(why: &str) -> ReadResult {
+    ReadResult {
+        counts: ReadCounts::default(),
+        error: Some(CaptureError::Io(format!("internal error: {why}"))),
+        unsupported: None,
+        legacy: false,
+        interrupted: false,
+    }
+}
+
+/// The reader thread's body: reads the source to its end (or a stop), then finishes.
+fn read_source(source: Source, mut reader: Reader<'_, '_>) -> ReadResult {
+    let (error, legacy) = match source {
+        Source::Capture(mut cr) => {
+            let res = cr.run(|ev| match ev {
+                Event::Frame(f) => reader.frame(f),
+                Event::Idle => reader.idle(),
+            });
+            (res.err(), cr.is_legacy_pcap())
+        }
+        #[cfg(feature = "live")]
+        Source::Live(mut live) => {
+            let res = live.run(|ev| match ev {
+                Event::Frame(f) => reader.frame(f),
+                Event::Idle => reader.idle(),
+            });
+            reader.counts.dropped = live.drops().map(|d| Drops {
+                kernel: d.kernel,
+                interface: d.interface,
+            });
+            (res.err(), false)
+        }
+    };
+    let interrupted = stopping() && !reader.hung_up;
+    let (counts, unsupported) = reader.finish();
+    ReadResult {
+        counts,
+        error,
+        unsupported,
+        legacy,
+        interrupted,
+    }
+}
+
+/// The printer: merges the workers' records in decision order and writes them; returns
+/// the summary of the records written (final records only, not `--early` ones) and the
+/// workers' counters.
+fn print(
+    rx: Receiver<ToPrinter>,
+    shards: usize,
+    name: &str,
+    printer: &mut Printer<'_>,
+) -> io::Result<(Summary, ShardStats)> {
+    let mut merger = Merger::new(shards);
+    let mut summary = empty_summary(name);
+    let mut stats = ShardStats::default();
+    let mut done = 0;
+    let mut emit = |printer: &mut Printer<'_>, r: FlowRecord| -> io::Result<()> {
+        printer.record(&r)?;
+        if r.end != EARLY_END {
+            summary.count(&r);
+        }
+        Ok(())
+    };
+    while done < shards {
+        let Ok(msg) = rx.recv() else {
+            break;
+        };
+        match msg {
+            ToPrinter::Progress {
+                shard,
+                records,
+                upto,
+            } => merger.add(shard, records, upto),
+            ToPrinter::Done { stats: s, .. } => {
+                stats.evicted += s.evicted;
+                stats.late += s.late;
+                done += 1;
+            }
+        }
+        let mut wrote = false;
+        while let Some(r) = merger.pop() {
+            emit(printer, r)?;
+            wrote = true;
+        }
+        if wrote && printer.eager {
+            printer.out.flush()?;
+        }
+    }
+    // Whatever a vanished worker left behind.
+    merger.upto.iter_mut().for_each(|u| *u = Decided::END);
+    while let Some(r) = merger.pop() {
+        emit(printer, r)?;
+    }
+    Ok((summary, stats))
 }

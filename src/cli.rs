@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::app::{Config, Format, Input};
+use crate::app::{Config, Format, Input, LiveOptions};
 use crate::flow::{Limits, TableConfig};
 
 /// mtlscope: is my service-mesh traffic really encrypted? Answers from packets.
@@ -36,9 +36,32 @@ pub enum FormatArg {
 /// Flags of `analyze`.
 #[derive(Debug, clap::Args)]
 pub struct AnalyzeArgs {
-    /// pcap or pcapng files; `-` reads a capture stream on standard input.
-    #[arg(required = true, value_name = "FILE")]
+    /// pcap or pcapng files; `-` reads a capture stream on standard input (printed as
+    /// flows are decided).
+    #[arg(value_name = "FILE", required_unless_present_any = ["interface", "list_interfaces"])]
     pub files: Vec<PathBuf>,
+    /// Capture live from this interface (`any`: all of them) [needs the `live` feature
+    /// and CAP_NET_RAW/CAP_NET_ADMIN].
+    #[arg(short = 'i', long, value_name = "IFACE", conflicts_with = "files")]
+    pub interface: Option<String>,
+    /// BPF capture filter for `-i`, as for tcpdump (e.g. 'tcp port 8080').
+    #[arg(short = 'f', long, value_name = "BPF", requires = "interface")]
+    pub filter: Option<String>,
+    /// Bytes captured of each packet with `-i`.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 262_144,
+        requires = "interface"
+    )]
+    pub snaplen: u32,
+    /// List the interfaces `-i` can capture from, and exit.
+    #[arg(long)]
+    pub list_interfaces: bool,
+    /// Also print a flow when its handshake is decided (`end: "handshake"`); its final
+    /// record follows when it ends (JSON Lines; the table shows the first only).
+    #[arg(long)]
+    pub early: bool,
     /// Output format [default: table on a terminal, else jsonl].
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
@@ -51,10 +74,12 @@ pub struct AnalyzeArgs {
     /// Out-of-order bytes buffered per flow direction while waiting for a hole.
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_pending_bytes)]
     pub max_pending_bytes: usize,
-    /// Flows held at once (per worker); the least recently active are evicted beyond it.
+    /// Flows held at once (all workers together); the least recently active are evicted
+    /// beyond it, and counted in the summary.
     #[arg(long, value_name = "N", default_value_t = TableConfig::default().max_flows)]
     pub max_flows: usize,
-    /// Seconds without packets (capture time) after which a flow ends.
+    /// Seconds without packets after which a flow ends (capture time; on a quiet stream
+    /// or interface, wall time).
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub idle_timeout: u64,
 }
@@ -71,6 +96,12 @@ impl AnalyzeArgs {
         if self.max_flows == 0 {
             return Err("--max-flows must be at least 1".into());
         }
+        if self.idle_timeout == 0 {
+            return Err("--idle-timeout must be at least 1 second".into());
+        }
+        if self.snaplen < 64 {
+            return Err("--snaplen must be at least 64 bytes".into());
+        }
         let stdin_count = self.files.iter().filter(|f| f.as_os_str() == "-").count();
         if stdin_count > 1 {
             return Err("`-` (standard input) can be given only once".into());
@@ -84,18 +115,29 @@ impl AnalyzeArgs {
         };
         let width = if stdout_tty { None } else { Some(160) };
         let defaults = TableConfig::default();
+        let mut inputs: Vec<Input> = self
+            .files
+            .into_iter()
+            .map(|f| {
+                if f.as_os_str() == "-" {
+                    Input::Stdin
+                } else {
+                    Input::File(f)
+                }
+            })
+            .collect();
+        if let Some(interface) = self.interface {
+            inputs.push(Input::Live(LiveOptions {
+                interface,
+                filter: self.filter,
+                snaplen: self.snaplen,
+            }));
+        }
         Ok(Config {
-            inputs: self
-                .files
-                .into_iter()
-                .map(|f| {
-                    if f.as_os_str() == "-" {
-                        Input::Stdin
-                    } else {
-                        Input::File(f)
-                    }
-                })
-                .collect(),
+            inputs,
+            list_interfaces: self.list_interfaces,
+            early: self.early,
+            progress: std::io::stderr().is_terminal(),
             format,
             threads,
             table: TableConfig {

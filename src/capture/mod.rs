@@ -1,15 +1,29 @@
-//! Capture: frames from a pcap or pcapng file, or from a stream of either on stdin.
+//! Capture: frames from a pcap or pcapng file, from a stream of either on stdin, or (with
+//! the `live` feature) from a network interface through libpcap.
 //!
 //! This module owns container formats only: byte order, timestamp resolution, pcapng
 //! sections and per-interface link types. It does not look inside a frame. Reading is
 //! incremental (a bounded buffer refilled from any `Read`), so a pipe such as
 //! `tcpdump -U -w - | mtlscope analyze -` is processed as it arrives.
 //!
+//! A source that may go quiet (a pipe, an interface) reports [`Event::Idle`] when no
+//! data is waiting, so the caller can hand on what it holds and watch the wall clock:
+//! [`ChunkReader`] turns chunks received from a channel (filled by a thread the caller
+//! owns) into such a source. Nothing here spawns a thread.
+//!
 //! Non-packet pcapng blocks (name resolution, statistics, decryption secrets, custom)
 //! are skipped; decryption secrets in particular are never read.
 
+#[cfg(feature = "live")]
+pub mod live;
+
 use std::fmt;
-use std::io::Read;
+use std::io::{self, Read};
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use pcap_parser::pcapng::Block;
 use pcap_parser::traits::PcapReaderIterator;
@@ -130,6 +144,23 @@ pub enum CaptureError {
     Io(String),
 }
 
+impl CaptureError {
+    /// Whether the input ended in the middle of a record: the usual end of a stream that
+    /// was cut (`kubectl sniff` interrupted), an error for a file.
+    pub fn is_truncation(&self) -> bool {
+        matches!(self, CaptureError::Truncated { .. })
+    }
+}
+
+fn last_error(state: &SourceState, fallback: &str) -> String {
+    state
+        .error
+        .lock()
+        .ok()
+        .and_then(|mut e| e.take())
+        .map_or_else(|| fallback.to_string(), |e| e.to_string())
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Interface {
     link: LinkType,
@@ -138,11 +169,173 @@ struct Interface {
     offset_secs: i64,
 }
 
+/// What a capture source reports.
+#[derive(Clone, Copy, Debug)]
+pub enum Event<'f, 'a> {
+    /// A frame.
+    Frame(&'f Frame<'a>),
+    /// No data is waiting right now (only from sources that can go quiet).
+    Idle,
+}
+
+/// Bytes a container header needs before its format can be recognized (a pcapng section
+/// header block is the longest, 28 bytes).
+const HEADER_MIN: usize = 28;
+
+/// What the reader learns from its byte source besides bytes.
+#[derive(Debug, Default)]
+struct SourceState {
+    /// The last read error, with its kind (pcap-parser keeps only "read error").
+    error: Mutex<Option<io::Error>>,
+    /// The container header has been read; from now on "would block" is an idle report.
+    started: AtomicBool,
+}
+
+/// A byte source that remembers its errors and, until the container header is read,
+/// waits through "would block" so that pcap-parser's first read sees a whole header.
+struct Tracked<R> {
+    inner: R,
+    state: Arc<SourceState>,
+    reads: u32,
+}
+
+/// How many bytes the first read must return for the header to be recognized: a pcap
+/// header, or a pcapng section header block whole (its length is in the block).
+fn header_need(b: &[u8], cap: usize) -> usize {
+    if b.len() >= 12 && b[..4] == [0x0a, 0x0d, 0x0d, 0x0a] {
+        let len = match b[8..12] {
+            [0x4d, 0x3c, 0x2b, 0x1a] => u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+            _ => u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+        };
+        (len as usize).clamp(HEADER_MIN, cap)
+    } else {
+        HEADER_MIN.min(cap)
+    }
+}
+
+impl<R: Read> Tracked<R> {
+    fn fail(&mut self, e: io::Error) -> io::Error {
+        let copy = io::Error::new(e.kind(), e.to_string());
+        if let Ok(mut slot) = self.state.error.lock() {
+            *slot = Some(e);
+        }
+        copy
+    }
+}
+
+impl<R: Read> Read for Tracked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reads += 1;
+        if self.state.started.load(Ordering::Relaxed) {
+            return match self.inner.read(buf) {
+                Ok(n) => Ok(n),
+                Err(e) => Err(self.fail(e)),
+            };
+        }
+        if self.reads > 1 {
+            // pcap-parser's second read while opening: nothing waiting is fine.
+            return match self.inner.read(buf) {
+                Ok(n) => Ok(n),
+                Err(e) if is_idle(&e) || e.kind() == io::ErrorKind::Interrupted => Ok(0),
+                Err(e) => Err(self.fail(e)),
+            };
+        }
+        let mut got = 0;
+        while got < header_need(&buf[..got], buf.len()) {
+            match self.inner.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if is_idle(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if got > 0 => {
+                    self.fail(e);
+                    break;
+                }
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+        Ok(got)
+    }
+}
+
+fn is_idle(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// A [`Read`] over byte chunks arriving on a channel, for a stream read by another thread
+/// (stdin). It answers "would block" (an [`Event::Idle`] for [`CaptureReader::run`]) when
+/// no chunk is waiting, first at once, then after waiting `wait` for one; the channel
+/// hanging up is the end of the stream, and `stop` being set ends it early.
+pub struct ChunkReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+    wait: Duration,
+    idle_reported: bool,
+    stop: Arc<AtomicBool>,
+}
+
+impl ChunkReader {
+    /// Reads chunks from `rx`; reports idleness after `wait` without data.
+    pub fn new(rx: Receiver<io::Result<Vec<u8>>>, wait: Duration, stop: Arc<AtomicBool>) -> Self {
+        ChunkReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+            wait,
+            idle_reported: false,
+            stop,
+        }
+    }
+
+    fn take(&mut self, chunk: io::Result<Vec<u8>>, buf: &mut [u8]) -> io::Result<usize> {
+        self.idle_reported = false;
+        self.chunk = chunk?;
+        self.pos = 0;
+        self.copy(buf)
+    }
+
+    fn copy(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = (self.chunk.len() - self.pos).min(buf.len());
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos < self.chunk.len() {
+            return self.copy(buf);
+        }
+        if self.stop.load(Ordering::Relaxed) {
+            return Ok(0);
+        }
+        match self.rx.try_recv() {
+            Ok(c) => return self.take(c, buf),
+            Err(TryRecvError::Disconnected) => return Ok(0),
+            Err(TryRecvError::Empty) if !self.idle_reported => {
+                self.idle_reported = true;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Err(TryRecvError::Empty) => {}
+        }
+        match self.rx.recv_timeout(self.wait) {
+            Ok(c) => self.take(c, buf),
+            Err(RecvTimeoutError::Disconnected) => Ok(0),
+            Err(RecvTimeoutError::Timeout) => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
 /// Incremental reader of pcap and pcapng, from any byte source.
 pub struct CaptureReader<'r> {
     inner: Box<dyn PcapReaderIterator + Send + 'r>,
     state: State,
     buffer_size: usize,
+    source: Arc<SourceState>,
 }
 
 /// What the reader knows between blocks.
@@ -154,12 +347,21 @@ struct State {
 }
 
 impl<'r> CaptureReader<'r> {
-    /// Recognizes the format from the first bytes of `source`.
+    /// Recognizes the format from the first bytes of `source` (waiting for them if the
+    /// source reports "would block").
     pub fn new<R: Read + Send + 'r>(source: R) -> Result<CaptureReader<'r>, CaptureError> {
-        let inner = match pcap_parser::create_reader(INITIAL_BUFFER, source) {
+        let state = Arc::new(SourceState::default());
+        let tracked = Tracked {
+            inner: source,
+            state: Arc::clone(&state),
+            reads: 0,
+        };
+        let inner = match pcap_parser::create_reader(INITIAL_BUFFER, tracked) {
             Ok(r) => r,
             Err(PcapError::Eof) => return Err(CaptureError::Empty),
-            Err(PcapError::ReadError) => return Err(CaptureError::Io("cannot read input".into())),
+            Err(PcapError::ReadError) => {
+                return Err(CaptureError::Io(last_error(&state, "cannot read input")));
+            }
             Err(PcapError::Incomplete(_)) | Err(PcapError::UnexpectedEof) => {
                 return Err(CaptureError::Truncated { frames: 0 });
             }
@@ -173,6 +375,10 @@ impl<'r> CaptureReader<'r> {
                 frames: 0,
             },
             buffer_size: INITIAL_BUFFER,
+            source: {
+                state.started.store(true, Ordering::Relaxed);
+                state
+            },
         })
     }
 
@@ -188,19 +394,38 @@ impl<'r> CaptureReader<'r> {
         &mut self,
         mut on_frame: impl FnMut(&Frame<'_>),
     ) -> Result<(), CaptureError> {
+        self.run(|ev| {
+            if let Event::Frame(f) = ev {
+                on_frame(f);
+            }
+            ControlFlow::Continue(())
+        })
+    }
+
+    /// Reports every frame, and [`Event::Idle`] whenever the source has nothing waiting,
+    /// until the end of input or until `on` breaks. Returns `Ok(())` at a clean end or a
+    /// break, else the error that stopped reading (frames before it were delivered).
+    pub fn run(
+        &mut self,
+        mut on: impl FnMut(Event<'_, '_>) -> ControlFlow<()>,
+    ) -> Result<(), CaptureError> {
         loop {
             match self.inner.next() {
                 Ok((offset, block)) => {
                     let frame = self.state.interpret(block)?;
-                    if let Some(frame) = frame {
-                        on_frame(&frame);
-                    }
+                    let flow = match frame {
+                        Some(frame) => on(Event::Frame(&frame)),
+                        None => ControlFlow::Continue(()),
+                    };
                     self.inner.consume(offset);
+                    if flow.is_break() {
+                        return Ok(());
+                    }
                 }
                 Err(PcapError::Eof) => return Ok(()),
                 Err(PcapError::Incomplete(_)) => {
-                    if self.inner.refill().is_err() {
-                        return Err(CaptureError::Io("read failed".into()));
+                    if self.inner.refill().is_err() && !self.read_failed(&mut on)? {
+                        return Ok(());
                     }
                 }
                 Err(PcapError::BufferTooSmall) => {
@@ -215,8 +440,8 @@ impl<'r> CaptureReader<'r> {
                             frames: self.state.frames,
                         });
                     }
-                    if self.inner.refill().is_err() {
-                        return Err(CaptureError::Io("read failed".into()));
+                    if self.inner.refill().is_err() && !self.read_failed(&mut on)? {
+                        return Ok(());
                     }
                 }
                 Err(PcapError::UnexpectedEof) => {
@@ -224,7 +449,9 @@ impl<'r> CaptureReader<'r> {
                         frames: self.state.frames,
                     });
                 }
-                Err(PcapError::ReadError) => return Err(CaptureError::Io("read failed".into())),
+                Err(PcapError::ReadError) => {
+                    return Err(CaptureError::Io(last_error(&self.source, "read failed")));
+                }
                 Err(e) => {
                     return Err(CaptureError::Malformed {
                         frames: self.state.frames,
@@ -232,6 +459,20 @@ impl<'r> CaptureReader<'r> {
                     });
                 }
             }
+        }
+    }
+
+    /// A refill failed: an idle source is reported, and reading goes on (`Ok(true)`)
+    /// unless `on` breaks (`Ok(false)`); anything else is a read error.
+    fn read_failed(
+        &mut self,
+        on: &mut impl FnMut(Event<'_, '_>) -> ControlFlow<()>,
+    ) -> Result<bool, CaptureError> {
+        let err = self.source.error.lock().ok().and_then(|mut e| e.take());
+        match err {
+            Some(e) if is_idle(&e) => Ok(on(Event::Idle).is_continue()),
+            Some(e) => Err(CaptureError::Io(e.to_string())),
+            None => Err(CaptureError::Io("read failed".into())),
         }
     }
 

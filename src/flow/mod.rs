@@ -3,17 +3,34 @@
 //! A [`FlowTable`] owns the flows of one shard. Each [`Flow`] counts packets and bytes,
 //! follows SYN/FIN/RST, and feeds each direction's reassembled bytes to a
 //! [`StreamHandler`] (the analyzers, which live to the right of this module and plug in
-//! through that trait). Flows end when the capture ends, when they are closed and quiet
-//! for [`TableConfig::closed_linger`], when idle past [`TableConfig::idle_timeout`], when
-//! a new SYN reuses their ports, or when the table is full.
+//! through that trait).
 //!
-//! Expiry is decided from capture time when a packet arrives, so the outcome does not
-//! depend on how flows are spread over shards; sweeps only free memory early.
+//! A flow ends when it is *decided*:
+//! * closed: [`CLOSE_GRACE`] of quiet after a RST in its sender's sequence space or a FIN
+//!   from both sides with the last FIN acknowledged (what trails a close by a few
+//!   milliseconds, a RST after the FINs or data in flight when a RST was sent, still
+//!   counts); a close whose final ACK was not captured after
+//!   [`TableConfig::closed_linger`] of quiet. Packets of the connection that come later
+//!   within the linger (a retransmitted FIN, a late RST) are absorbed by a small tombstone
+//!   and counted as [`FlowTable::late_packets`] instead of opening a bogus new flow;
+//! * idle past [`TableConfig::idle_timeout`];
+//! * a new SYN reusing its ports;
+//! * evicted, when the table holds [`TableConfig::max_flows`];
+//! * the end of input.
+//!
+//! Time is the *capture clock*: the largest timestamp seen so far in the whole capture,
+//! which the caller passes with every segment (and with clock ticks, so that a shard
+//! with no traffic of its own still expires its flows). Every decision carries a
+//! [`Decided`] key computed from the capture alone (clock, frame numbers), never from how
+//! flows are spread over shards or when a shard happened to look, so the same input gives
+//! the same records in the same order for any number of shards (evictions excepted).
+//! Deadlines sit in a heap, so expiry costs nothing per packet when nothing expires.
 
 pub mod key;
 pub mod reassembly;
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 use crate::capture::Timestamp;
 use crate::decode::{Endpoint, TcpFlags, TcpSegment};
@@ -53,6 +70,15 @@ pub struct HalfFlow {
     pub fin: bool,
     /// A RST was sent in this direction.
     pub rst: bool,
+    /// A RST in this direction's sequence space (or before any) closed the connection;
+    /// a RST far from it (an answer to a stray segment) does not.
+    pub reset: bool,
+    /// Sequence number after the last byte (or SYN/FIN) sent in this direction.
+    pub next_seq: Option<u32>,
+    /// Sequence number an ACK of this direction's FIN carries (FIN's sequence + 1).
+    pub fin_ack_seq: Option<u32>,
+    /// The other side acknowledged this direction's FIN.
+    pub fin_acked: bool,
     /// Frame of the first payload byte sent in this direction.
     pub first_data_frame: Option<u64>,
     /// Linux cooked v2 interface index of the first packet in this direction.
@@ -70,6 +96,10 @@ impl HalfFlow {
             syn_ack: false,
             fin: false,
             rst: false,
+            reset: false,
+            next_seq: None,
+            fin_ack_seq: None,
+            fin_acked: false,
             first_data_frame: None,
             ifindex: None,
             stream: Reassembler::new(limits),
@@ -142,6 +172,9 @@ pub struct Flow<H> {
     pub half: [HalfFlow; 2],
     /// Why the flow ended (set when it leaves the table).
     pub end: Option<EndReason>,
+    /// Free for the table's owner: set once it has reported the flow before its end
+    /// (e.g. when its handshake was decided).
+    pub noted: bool,
     /// The analyzers.
     pub handler: H,
 }
@@ -157,6 +190,7 @@ impl<H: StreamHandler> Flow<H> {
             last_ts: ctx.ts,
             half: [HalfFlow::new(limits), HalfFlow::new(limits)],
             end: None,
+            noted: false,
             handler,
         }
     }
@@ -255,8 +289,31 @@ impl<H: StreamHandler> Flow<H> {
                 });
             }
         }
-        h.fin |= seg.flags.has(TcpFlags::FIN);
-        h.rst |= seg.flags.has(TcpFlags::RST);
+        if seg.flags.has(TcpFlags::FIN) {
+            h.fin = true;
+            // The FIN occupies the sequence number after the payload.
+            h.fin_ack_seq = Some(seq.wrapping_add(seg.wire_len).wrapping_add(1).0);
+        }
+        if seg.flags.has(TcpFlags::RST) {
+            h.rst = true;
+            h.reset |= h
+                .next_seq
+                .is_none_or(|n| SeqNum(seg.seq).distance_from(SeqNum(n)).abs() <= RST_WINDOW);
+        }
+        let end = seq
+            .wrapping_add(seg.wire_len)
+            .wrapping_add(u32::from(seg.flags.has(TcpFlags::FIN)));
+        if !seg.flags.has(TcpFlags::RST)
+            && h.next_seq.is_none_or(|n| end.distance_from(SeqNum(n)) > 0)
+        {
+            h.next_seq = Some(end.0);
+        }
+        if seg.flags.has(TcpFlags::ACK) {
+            let o = &mut half[d.rev().idx()];
+            if let Some(want) = o.fin_ack_seq {
+                o.fin_acked |= SeqNum(seg.ack).distance_from(SeqNum(want)) >= 0;
+            }
+        }
         for d in [Dir::AtoB, Dir::BtoA] {
             if !handler.wants(d) && half[d.idx()].stream.is_active() {
                 half[d.idx()].stream.stop();
@@ -264,8 +321,38 @@ impl<H: StreamHandler> Flow<H> {
         }
     }
 
-    /// Delivers what waits behind holes and marks the flow ended.
-    fn finish(&mut self, reason: EndReason, ctx: &Ctx) {
+    /// Whether the close is decided by the packets themselves: a RST, or both FINs
+    /// acknowledged.
+    fn close_complete(&self) -> bool {
+        let [x, y] = &self.half;
+        x.reset || y.reset || (x.fin_acked && y.fin_acked)
+    }
+
+    /// How long the flow may stay quiet before it ends.
+    fn wait(&self, cfg: &TableConfig) -> i64 {
+        if self.close_complete() {
+            CLOSE_GRACE.min(cfg.closed_linger)
+        } else if self.is_closed() {
+            cfg.closed_linger
+        } else {
+            cfg.idle_timeout
+        }
+    }
+
+    /// Capture time after which the flow expires.
+    fn deadline(&self, cfg: &TableConfig) -> i64 {
+        self.last_ts.0.saturating_add(self.wait(cfg))
+    }
+
+    /// Delivers what waits behind holes and marks the flow ended. Bytes delivered now
+    /// are attributed to the flow's last frame, so the outcome does not depend on which
+    /// packet (of whichever flow) triggered the end.
+    fn finish(&mut self, reason: EndReason) {
+        let ctx = Ctx {
+            frame: self.last_frame,
+            ts: self.last_ts,
+        };
+        let ctx = &ctx;
         let Flow { half, handler, .. } = self;
         for d in [Dir::AtoB, Dir::BtoA] {
             half[d.idx()]
@@ -276,6 +363,15 @@ impl<H: StreamHandler> Flow<H> {
     }
 }
 
+/// Quiet time (capture clock, ns) after a complete close (RST, or both FINs acknowledged)
+/// before the flow is decided: packets trailing the close by a few milliseconds still
+/// count in it.
+pub const CLOSE_GRACE: i64 = 1_000_000_000;
+
+/// How far (bytes of sequence space) a RST may be from its sender's next sequence number
+/// and still close the connection.
+const RST_WINDOW: i64 = 1 << 22;
+
 /// Bounds and timeouts of a flow table.
 #[derive(Clone, Copy, Debug)]
 pub struct TableConfig {
@@ -285,7 +381,8 @@ pub struct TableConfig {
     pub max_flows: usize,
     /// A flow with no packet for this long (capture time, ns) ends.
     pub idle_timeout: i64,
-    /// A closed or reset flow ends after this long without packets (ns).
+    /// A closed flow whose final ACK was not seen ends after this long without packets
+    /// (ns); a decided close absorbs the connection's late packets for this long.
     pub closed_linger: i64,
 }
 
@@ -300,17 +397,111 @@ impl Default for TableConfig {
     }
 }
 
-/// Packets between memory sweeps of expired flows.
-const SWEEP_EVERY: u64 = 16 * 1024;
+/// Where in the capture a flow's end (or another report about it) was decided. Ordered;
+/// computed from the capture alone, so records sorted by it come out in the same order
+/// whatever the number of shards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Decided {
+    /// Capture clock (ns): at a packet, the largest timestamp seen up to it; for an
+    /// expiry, the deadline that passed; `i64::MAX` at the end of input.
+    pub clock: i64,
+    /// 0 at a packet, 1 at an expiry (after every packet of the same clock value, since a
+    /// deadline passes only when the clock exceeds it), 2 at the end of input.
+    pub phase: u8,
+    /// At a packet, its frame number; otherwise the flow's first frame.
+    pub frame: u64,
+}
+
+impl Decided {
+    /// Decided by the packet `frame`, seen when the capture clock read `clock`.
+    pub fn at_packet(clock: Timestamp, frame: u64) -> Decided {
+        Decided {
+            clock: clock.0,
+            phase: 0,
+            frame,
+        }
+    }
+
+    /// The largest key a packet at `clock` and `frame` (or before) can produce: every
+    /// later decision of a table that has processed that far sorts after it.
+    pub fn watermark(clock: Timestamp, frame: u64) -> Decided {
+        Decided::at_packet(clock, frame)
+    }
+
+    /// After every possible decision.
+    pub const END: Decided = Decided {
+        clock: i64::MAX,
+        phase: u8::MAX,
+        frame: u64::MAX,
+    };
+}
+
+/// A flow that left the table, with where that was decided.
+#[derive(Debug)]
+pub struct Finished<H> {
+    /// Sort key of its record.
+    pub decided: Decided,
+    /// The flow, with [`Flow::end`] set.
+    pub flow: Flow<H>,
+}
+
+/// A deadline in the heap: a flow's (or a tombstone's) expiry, checked lazily.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Deadline {
+    at: i64,
+    first_frame: u64,
+    key: FlowKey,
+    tomb: bool,
+}
+
+/// What remains of a flow whose close was decided, while its late packets may arrive.
+#[derive(Clone, Copy, Debug)]
+struct Tomb {
+    /// Capture clock until which packets of the connection are absorbed.
+    until: i64,
+    /// First frame of the flow it stands for (identifies it in the heap).
+    first_frame: u64,
+    /// The flow's `a` endpoint and each direction's next sequence number: new bytes
+    /// beyond them are a new connection, not a late packet.
+    a: Endpoint,
+    next: [Option<u32>; 2],
+}
+
+impl Tomb {
+    /// Whether `seg` belongs to the closed connection: not a new SYN, and in the
+    /// sequence space its direction used. Absorbed data moves that space on.
+    fn absorbs(&mut self, seg: &TcpSegment<'_>) -> bool {
+        if seg.flags.has(TcpFlags::SYN) && !seg.flags.has(TcpFlags::ACK) {
+            return false;
+        }
+        let dir = usize::from(seg.src != self.a);
+        let Some(n) = self.next[dir] else {
+            return true;
+        };
+        if SeqNum(seg.seq).distance_from(SeqNum(n)).abs() > RST_WINDOW {
+            return false;
+        }
+        let end = SeqNum(seg.seq).wrapping_add(seg.wire_len);
+        if end.distance_from(SeqNum(n)) > 0 {
+            self.next[dir] = Some(end.0);
+        }
+        true
+    }
+}
+
+type Hasher = foldhash::fast::RandomState;
 
 /// The flows of one shard.
 pub struct FlowTable<H> {
     cfg: TableConfig,
-    flows: HashMap<FlowKey, Flow<H>>,
-    finished: Vec<Flow<H>>,
-    packets: u64,
-    now: Timestamp,
+    flows: HashMap<FlowKey, Flow<H>, Hasher>,
+    tombs: HashMap<FlowKey, Tomb, Hasher>,
+    deadlines: BinaryHeap<Reverse<Deadline>>,
+    finished: Vec<Finished<H>>,
+    clock: Timestamp,
     evicted: u64,
+    late: u64,
+    peak: usize,
 }
 
 impl<H: StreamHandler + Default> FlowTable<H> {
@@ -318,11 +509,14 @@ impl<H: StreamHandler + Default> FlowTable<H> {
     pub fn new(cfg: TableConfig) -> FlowTable<H> {
         FlowTable {
             cfg,
-            flows: HashMap::new(),
+            flows: HashMap::default(),
+            tombs: HashMap::default(),
+            deadlines: BinaryHeap::new(),
             finished: Vec::new(),
-            packets: 0,
-            now: Timestamp(0),
+            clock: Timestamp(i64::MIN),
             evicted: 0,
+            late: 0,
+            peak: 0,
         }
     }
 
@@ -331,97 +525,384 @@ impl<H: StreamHandler + Default> FlowTable<H> {
         self.flows.len()
     }
 
+    /// Most flows open at once so far.
+    pub fn peak_flows(&self) -> usize {
+        self.peak
+    }
+
     /// Flows evicted because the table was full.
     pub fn evicted(&self) -> u64 {
         self.evicted
     }
 
-    /// Routes one segment to its flow, creating or replacing the flow as needed.
-    pub fn process(&mut self, seg: &TcpSegment<'_>, ctx: &Ctx) {
-        self.packets += 1;
-        self.now = self.now.max(ctx.ts);
+    /// Packets of connections already decided closed, absorbed within the linger.
+    pub fn late_packets(&self) -> u64 {
+        self.late
+    }
+
+    /// Routes one segment to its flow, creating or replacing the flow as needed. `clock`
+    /// is the capture clock at this frame (at least `ctx.ts`, never decreasing). Returns
+    /// the flow when it is still open afterwards.
+    pub fn process(
+        &mut self,
+        seg: &TcpSegment<'_>,
+        ctx: &Ctx,
+        clock: Timestamp,
+    ) -> Option<&mut Flow<H>> {
+        self.advance(clock);
+        let here = Decided::at_packet(self.clock, ctx.frame);
         let key = FlowKey::new(seg.src, seg.dst);
-        if let Some(flow) = self.flows.get(&key) {
-            let reason = if flow.is_reuse(seg) {
-                Some(EndReason::PortReuse)
-            } else {
-                self.expiry(flow, ctx.ts)
+        let open = match self.flows.get(&key) {
+            Some(flow) if flow.is_reuse(seg) => {
+                self.end(key, EndReason::PortReuse, here);
+                false
+            }
+            Some(_) => true,
+            None => {
+                if let Some(tomb) = self.tombs.get_mut(&key) {
+                    if tomb.until >= self.clock.0 && tomb.absorbs(seg) {
+                        self.late += 1;
+                        return None;
+                    }
+                    self.tombs.remove(&key);
+                }
+                false
+            }
+        };
+        let cfg = self.cfg;
+        if !open {
+            if self.flows.len() >= cfg.max_flows {
+                self.evict(here);
+            }
+            let f = Flow::new(seg, ctx, cfg.limits, H::default());
+            self.deadlines.push(Reverse(Deadline {
+                at: f.deadline(&cfg),
+                first_frame: f.first_frame,
+                key,
+                tomb: false,
+            }));
+            self.flows.insert(key, f);
+            self.peak = self.peak.max(self.flows.len());
+        }
+        let flow = self.flows.get_mut(&key)?;
+        let wait = flow.wait(&cfg);
+        flow.process(seg, ctx);
+        if flow.wait(&cfg) < wait {
+            // A close shortened the flow's wait: its heap entry may now be too late.
+            self.deadlines.push(Reverse(Deadline {
+                at: flow.deadline(&cfg),
+                first_frame: flow.first_frame,
+                key,
+                tomb: false,
+            }));
+        }
+        Some(flow)
+    }
+
+    /// Moves the capture clock to `clock` (never back) and ends every flow whose deadline
+    /// it passed, in deadline order.
+    pub fn advance(&mut self, clock: Timestamp) {
+        if clock <= self.clock {
+            return;
+        }
+        self.clock = clock;
+        let mut expired: Vec<(Decided, FlowKey)> = Vec::new();
+        while let Some(Reverse(d)) = self.deadlines.peek().copied() {
+            if d.at >= clock.0 {
+                break;
+            }
+            self.deadlines.pop();
+            if d.tomb {
+                if self
+                    .tombs
+                    .get(&d.key)
+                    .is_some_and(|t| t.first_frame == d.first_frame && t.until == d.at)
+                {
+                    self.tombs.remove(&d.key);
+                }
+                continue;
+            }
+            let Some(flow) = self.flows.get(&d.key) else {
+                continue;
             };
-            if let Some(reason) = reason {
-                self.end(key, reason, ctx);
+            if flow.first_frame != d.first_frame {
+                continue;
+            }
+            let at = flow.deadline(&self.cfg);
+            if at < clock.0 {
+                let decided = Decided {
+                    clock: at,
+                    phase: 1,
+                    frame: flow.first_frame,
+                };
+                expired.push((decided, d.key));
+            } else if at != d.at {
+                self.deadlines.push(Reverse(Deadline { at, ..d }));
             }
         }
-        if !self.flows.contains_key(&key) && self.flows.len() >= self.cfg.max_flows {
-            self.evict(ctx);
-        }
-        let limits = self.cfg.limits;
-        self.flows
-            .entry(key)
-            .or_insert_with(|| Flow::new(seg, ctx, limits, H::default()))
-            .process(seg, ctx);
-        if self.packets.is_multiple_of(SWEEP_EVERY) {
-            self.sweep(ctx);
-        }
-    }
-
-    fn expiry(&self, flow: &Flow<H>, now: Timestamp) -> Option<EndReason> {
-        let quiet = now.0.saturating_sub(flow.last_ts.0);
-        if quiet > self.cfg.idle_timeout {
-            Some(EndReason::Idle)
-        } else if quiet > self.cfg.closed_linger && flow.is_closed() {
-            Some(EndReason::Closed)
-        } else {
-            None
+        // Stale heap entries pop in their own order; records follow the real deadlines.
+        // A flow with two entries (its timeout and its linger) appears twice, adjacent.
+        expired.sort_unstable();
+        expired.dedup_by_key(|(_, k)| *k);
+        for (decided, key) in expired {
+            let reason = match self.flows.get(&key) {
+                Some(f) if f.is_closed() || f.close_complete() => EndReason::Closed,
+                _ => EndReason::Idle,
+            };
+            self.end(key, reason, decided);
         }
     }
 
-    fn end(&mut self, key: FlowKey, reason: EndReason, ctx: &Ctx) {
-        if let Some(mut flow) = self.flows.remove(&key) {
-            flow.finish(reason, ctx);
-            self.finished.push(flow);
+    fn end(&mut self, key: FlowKey, reason: EndReason, decided: Decided) {
+        let Some(mut flow) = self.flows.remove(&key) else {
+            return;
+        };
+        if reason == EndReason::Closed && self.tombs.len() < self.cfg.max_flows {
+            let until = decided.clock.saturating_add(self.cfg.closed_linger);
+            let tomb = Tomb {
+                until,
+                first_frame: flow.first_frame,
+                a: flow.a,
+                next: [flow.half[0].next_seq, flow.half[1].next_seq],
+            };
+            self.tombs.insert(key, tomb);
+            self.deadlines.push(Reverse(Deadline {
+                at: until,
+                first_frame: flow.first_frame,
+                key,
+                tomb: true,
+            }));
         }
-    }
-
-    /// Ends flows that any later packet would find expired anyway.
-    fn sweep(&mut self, ctx: &Ctx) {
-        let now = self.now;
-        let expired: Vec<(FlowKey, EndReason)> = self
-            .flows
-            .iter()
-            .filter_map(|(k, f)| self.expiry(f, now).map(|r| (*k, r)))
-            .collect();
-        for (k, r) in expired {
-            self.end(k, r, ctx);
-        }
+        flow.finish(reason);
+        self.finished.push(Finished { decided, flow });
     }
 
     /// Evicts the least recently active eighth of the table (at least one flow).
-    fn evict(&mut self, ctx: &Ctx) {
+    fn evict(&mut self, here: Decided) {
         let mut by_age: Vec<(u64, FlowKey)> =
             self.flows.iter().map(|(k, f)| (f.last_frame, *k)).collect();
         by_age.sort_unstable();
         let n = (by_age.len() / 8).max(1);
         for (_, k) in by_age.into_iter().take(n) {
             self.evicted += 1;
-            self.end(k, EndReason::Evicted, ctx);
+            self.end(k, EndReason::Evicted, here);
         }
     }
 
-    /// Takes the flows that have ended so far.
-    pub fn take_finished(&mut self) -> Vec<Flow<H>> {
-        std::mem::take(&mut self.finished)
+    /// Takes the flows that have ended so far, in decision order.
+    pub fn take_finished(&mut self) -> std::vec::Drain<'_, Finished<H>> {
+        self.finished.drain(..)
     }
 
-    /// Ends every open flow (end of input) and returns all ended flows.
-    pub fn finish_all(&mut self) -> Vec<Flow<H>> {
-        let ctx = Ctx {
-            frame: 0,
-            ts: self.now,
+    /// Ends every open flow (end of input), in first-frame order, after the flows already
+    /// finished; returns them all.
+    pub fn finish_all(&mut self) -> std::vec::Drain<'_, Finished<H>> {
+        let mut keys: Vec<(u64, FlowKey)> = self
+            .flows
+            .iter()
+            .map(|(k, f)| (f.first_frame, *k))
+            .collect();
+        keys.sort_unstable();
+        for (first_frame, k) in keys {
+            let decided = Decided {
+                clock: i64::MAX,
+                phase: 2,
+                frame: first_frame,
+            };
+            self.end(k, EndReason::EndOfInput, decided);
+        }
+        self.tombs.clear();
+        self.deadlines.clear();
+        self.finished.drain(..)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    #[derive(Default, Debug)]
+    struct Bytes([Vec<u8>; 2]);
+
+    impl StreamHandler for Bytes {
+        fn on_chunk(&mut self, dir: Dir, chunk: Chunk<'_>, _ctx: &Ctx) {
+            if let Chunk::Data(d) = chunk {
+                self.0[dir.idx()].extend_from_slice(d);
+            }
+        }
+        fn wants(&self, _dir: Dir) -> bool {
+            true
+        }
+    }
+
+    const C: u16 = 40000;
+    const S: u16 = 443;
+
+    fn ep(port: u16) -> Endpoint {
+        Endpoint {
+            ip: IpAddr::from([10, 0, 0, if port == S { 2 } else { 1 }]),
+            port,
+        }
+    }
+
+    /// Feeds `(secs, from_client, flags, seq, ack, payload)` packets as frames 1, 2, ...
+    /// of client port `cport`, returning (frame, reason, decided) of finished flows.
+    struct Run {
+        t: FlowTable<Bytes>,
+        frame: u64,
+        clock: Timestamp,
+        out: Vec<(u64, EndReason, Decided)>,
+    }
+
+    impl Run {
+        fn new(cfg: TableConfig) -> Run {
+            Run {
+                t: FlowTable::new(cfg),
+                frame: 0,
+                clock: Timestamp(0),
+                out: Vec::new(),
+            }
+        }
+        fn pkt(&mut self, secs: i64, cport: u16, to_server: bool, flags: u8, seq: u32, ack: u32) {
+            self.frame += 1;
+            let ts = Timestamp(secs * 1_000_000_000);
+            self.clock = self.clock.max(ts);
+            let (src, dst) = if to_server {
+                (ep(cport), ep(S))
+            } else {
+                (ep(S), ep(cport))
+            };
+            let seg = TcpSegment {
+                src,
+                dst,
+                seq,
+                ack,
+                flags: TcpFlags(flags),
+                payload: b"",
+                wire_len: 0,
+                ifindex: None,
+            };
+            let ctx = Ctx {
+                frame: self.frame,
+                ts,
+            };
+            self.t.process(&seg, &ctx, self.clock);
+            self.collect();
+        }
+        fn collect(&mut self) {
+            let got: Vec<_> = self
+                .t
+                .take_finished()
+                .map(|f| (f.flow.first_frame, f.flow.end.unwrap(), f.decided))
+                .collect();
+            self.out.extend(got);
+        }
+    }
+
+    const SYN: u8 = TcpFlags::SYN;
+    const ACK: u8 = TcpFlags::ACK;
+    const FIN: u8 = TcpFlags::FIN;
+    const RST: u8 = TcpFlags::RST;
+
+    fn expiry(secs: i64, first_frame: u64) -> Decided {
+        Decided {
+            clock: secs * 1_000_000_000,
+            phase: 1,
+            frame: first_frame,
+        }
+    }
+
+    #[test]
+    fn a_close_is_decided_a_grace_after_the_last_ack_and_late_packets_are_absorbed() {
+        let mut r = Run::new(TableConfig::default());
+        r.pkt(0, C, true, SYN, 100, 0);
+        r.pkt(0, C, false, SYN | ACK, 500, 101);
+        r.pkt(0, C, true, ACK, 101, 501);
+        r.pkt(10, C, true, FIN | ACK, 101, 501);
+        r.pkt(10, C, false, FIN | ACK, 501, 102);
+        r.t.advance(Timestamp(12_000_000_000));
+        r.collect();
+        assert!(r.out.is_empty(), "the server's FIN is not acknowledged yet");
+        r.pkt(12, C, true, ACK, 102, 502);
+        // A RST right after the close still counts in the flow.
+        r.pkt(12, C, true, RST, 102, 0);
+        assert!(r.out.is_empty());
+        r.pkt(14, 1234, true, SYN, 7, 0); // another flow moves the clock on
+        assert_eq!(r.out, [(1, EndReason::Closed, expiry(13, 1))]);
+        // Later, a retransmitted FIN is absorbed, not a new flow.
+        r.pkt(15, C, false, FIN | ACK, 501, 102);
+        assert_eq!(r.t.late_packets(), 1);
+        // A new SYN on the same ports is a new connection.
+        r.pkt(16, C, true, SYN, 9000, 0);
+        let rest: Vec<_> = r.t.finish_all().map(|f| f.flow.first_frame).collect();
+        assert_eq!(rest, [8, 10]);
+    }
+
+    #[test]
+    fn a_reset_is_a_close_but_not_one_from_another_sequence_space() {
+        let mut r = Run::new(TableConfig::default());
+        r.pkt(0, C, true, SYN, 1, 0);
+        r.pkt(0, C, false, ACK, 777, 3_000_000_000);
+        // The client answers the stray ACK with a RST far from its own sequence: the
+        // connection attempt goes on (its SYN is retransmitted with the same ISN).
+        r.pkt(0, C, true, RST, 900_000_000, 0);
+        r.pkt(3, C, true, SYN, 1, 0);
+        r.pkt(3, C, false, SYN | ACK, 50, 2);
+        r.pkt(3, C, false, RST | ACK, 51, 2);
+        r.t.advance(Timestamp(5_000_000_000));
+        r.collect();
+        assert_eq!(r.out, [(1, EndReason::Closed, expiry(4, 1))]);
+    }
+
+    #[test]
+    fn expiry_follows_the_capture_clock_in_deadline_order() {
+        let cfg = TableConfig {
+            idle_timeout: 10_000_000_000,
+            ..TableConfig::default()
         };
-        let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
-        for k in keys {
-            self.end(k, EndReason::EndOfInput, &ctx);
-        }
-        self.take_finished()
+        let mut r = Run::new(cfg);
+        r.pkt(0, 1001, true, SYN, 1, 0); // frame 1, deadline 10 s
+        r.pkt(1, 1002, true, SYN, 1, 0); // frame 2, deadline 11 s
+        r.pkt(2, 1001, true, ACK, 2, 0); // flow 1 active: deadline 12 s
+        r.pkt(3, 1003, true, SYN, 1, 0); // frame 4, deadline 13 s
+        // A clock tick (another shard's packet) at 12.5 s expires flow 2 then flow 1.
+        r.t.advance(Timestamp(12_500_000_000));
+        r.collect();
+        let got: Vec<(u64, i64)> = r.out.iter().map(|(f, _, d)| (*f, d.clock)).collect();
+        assert_eq!(got, [(2, 11_000_000_000), (1, 12_000_000_000)]);
+        assert!(
+            r.out
+                .iter()
+                .all(|(_, e, d)| *e == EndReason::Idle && d.phase == 1)
+        );
+        let rest: Vec<_> = r.t.finish_all().map(|f| f.decided).collect();
+        assert_eq!(
+            rest,
+            [Decided {
+                clock: i64::MAX,
+                phase: 2,
+                frame: 4
+            }]
+        );
+    }
+
+    #[test]
+    fn a_close_without_its_final_ack_ends_after_the_linger() {
+        let mut r = Run::new(TableConfig::default());
+        r.pkt(0, C, true, SYN, 100, 0);
+        r.pkt(0, C, false, SYN | ACK, 500, 101);
+        r.pkt(1, C, true, FIN | ACK, 101, 501);
+        r.pkt(1, C, false, FIN | ACK, 501, 102);
+        r.t.advance(Timestamp(30_000_000_000));
+        r.collect();
+        assert!(r.out.is_empty(), "30 s is not past the linger");
+        r.t.advance(Timestamp(31_000_000_001));
+        r.collect();
+        assert_eq!(r.out.len(), 1);
+        assert_eq!(
+            (r.out[0].1, r.out[0].2.clock),
+            (EndReason::Closed, 31_000_000_000)
+        );
     }
 }

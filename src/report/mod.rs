@@ -391,6 +391,15 @@ pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> FlowRecord {
     }
 }
 
+/// Packets a live capture lost before mtlscope saw them (libpcap's statistics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Drops {
+    /// Dropped by the kernel (buffer full: mtlscope or the system too slow).
+    pub kernel: u64,
+    /// Dropped by the interface or its driver.
+    pub interface: u64,
+}
+
 /// Counts for one capture.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
@@ -419,6 +428,15 @@ pub struct Summary {
     pub anomalies: BTreeMap<&'static str, u64>,
     /// Flows evicted because the flow table was full.
     pub evicted_flows: u64,
+    /// Packets of connections already reported closed, absorbed within the linger (a
+    /// late ACK, a retransmitted FIN, a RST after the close); in no flow's counts.
+    pub late_packets: u64,
+    /// Live capture: packets lost before analysis; null for files and streams.
+    pub dropped: Option<Drops>,
+    /// Reading stopped early on SIGINT or SIGTERM.
+    pub interrupted: bool,
+    /// A problem that did not stop the analysis (a stream cut in the middle of a record).
+    pub warning: Option<String>,
     /// The error that stopped reading this capture, if any.
     pub error: Option<String>,
 }

@@ -1,9 +1,11 @@
-//! Human output: one table row per flow, sized to the terminal.
+//! Human output: one row per flow, printed as soon as the flow is decided.
+//!
+//! Columns have fixed widths computed once from the output width (the terminal's, or
+//! the configured one), so rows can be written one at a time while a stream is read; a
+//! value that does not fit is cut with `…`. Control characters in names taken from the
+//! traffic (SNI, ALPN) are shown as `?`, never sent to the terminal.
 
 use std::io::{self, Write};
-
-use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{ContentArrangement, Table};
 
 use super::{FlowRecord, Summary};
 
@@ -12,10 +14,15 @@ const HEADER: [&str; 9] = [
     "frame", "client", "server", "proto", "class", "sni", "alpn", "version", "alerts",
 ];
 
-fn row(r: &FlowRecord) -> Vec<String> {
+/// Width used when neither a width is given nor a terminal is found.
+const FALLBACK_WIDTH: u16 = 160;
+/// Spaces between columns.
+const GAP: usize = 2;
+
+fn cells(r: &FlowRecord) -> [String; 9] {
     let tls = r.tls.as_ref();
     let dash = || "-".to_string();
-    vec![
+    [
         r.first_frame.to_string(),
         r.client.clone(),
         r.server.clone(),
@@ -51,35 +58,103 @@ fn row(r: &FlowRecord) -> Vec<String> {
     ]
 }
 
-/// Writes the flows of one capture and a one-line summary.
-pub fn write(
-    out: &mut dyn Write,
-    records: &[FlowRecord],
-    summary: &Summary,
-    width: Option<u16>,
-) -> io::Result<()> {
-    let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(HEADER);
-    if let Some(w) = width {
-        t.set_width(w);
+/// `s` in exactly `width` columns: cut with `…`, or padded (except in the last column).
+fn fit(out: &mut String, s: &str, width: usize, pad: bool) {
+    let n = s.chars().count();
+    let safe = |c: char| if c.is_control() { '?' } else { c };
+    if n <= width {
+        out.extend(s.chars().map(safe));
+        if pad {
+            out.extend(std::iter::repeat_n(' ', width - n));
+        }
+    } else {
+        out.extend(s.chars().take(width.saturating_sub(1)).map(safe));
+        out.push('…');
     }
-    for r in records {
-        t.add_row(row(r));
+}
+
+/// Writes flow rows one at a time under a header, with widths fixed up front.
+#[derive(Debug)]
+pub struct TableWriter {
+    widths: [usize; 9],
+    header_done: bool,
+}
+
+impl TableWriter {
+    /// A table `width` columns wide (None: the terminal's width).
+    pub fn new(width: Option<u16>) -> TableWriter {
+        let total = width
+            .or_else(|| comfy_table::Table::new().width())
+            .unwrap_or(FALLBACK_WIDTH);
+        TableWriter {
+            widths: widths(usize::from(total)),
+            header_done: false,
+        }
     }
-    if !records.is_empty() {
-        writeln!(out, "{t}")?;
+
+    fn line(&self, out: &mut dyn Write, cells: &[String; 9]) -> io::Result<()> {
+        let mut s = String::with_capacity(self.widths.iter().sum::<usize>() + 32);
+        for (i, (c, w)) in cells.iter().zip(self.widths).enumerate() {
+            let last = i + 1 == cells.len();
+            fit(&mut s, c, w, !last);
+            if !last {
+                s.push_str(&" ".repeat(GAP));
+            }
+        }
+        writeln!(out, "{}", s.trim_end())
     }
+
+    /// Writes one flow (and the header before the first).
+    pub fn row(&mut self, out: &mut dyn Write, r: &FlowRecord) -> io::Result<()> {
+        if !self.header_done {
+            self.header_done = true;
+            self.line(out, &HEADER.map(str::to_string))?;
+        }
+        self.line(out, &cells(r))
+    }
+}
+
+/// Column widths for a total width: fixed columns get what their usual values need, the
+/// rest is shared by SNI, ALPN and alerts.
+fn widths(total: usize) -> [usize; 9] {
+    // frame, client, server, proto, class, version: usual maximum widths.
+    let fixed = [7, 21, 21, 9, 14, 0, 0, 8, 0];
+    let used = fixed.iter().sum::<usize>() + GAP * (fixed.len() - 1);
+    let rest = total.saturating_sub(used).max(24);
+    let sni = rest * 5 / 10;
+    let alpn = rest * 3 / 10;
+    let alerts = rest - sni - alpn;
+    let mut w = fixed;
+    w[5] = sni;
+    w[6] = alpn;
+    w[8] = alerts;
+    w
+}
+
+/// Writes the one-line summary of a capture.
+pub fn summary(out: &mut dyn Write, summary: &Summary) -> io::Result<()> {
     let classes: Vec<String> = summary
         .classes
         .iter()
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
     let undecoded: u64 = summary.undecoded.values().sum();
+    let mut extra = String::new();
+    if summary.evicted_flows > 0 {
+        extra.push_str(&format!(", {} flows evicted", summary.evicted_flows));
+    }
+    if let Some(d) = summary.dropped {
+        extra.push_str(&format!(
+            ", {} packets dropped by the kernel, {} by the interface",
+            d.kernel, d.interface
+        ));
+    }
+    if summary.interrupted {
+        extra.push_str(", interrupted");
+    }
     writeln!(
         out,
-        "{}: {} packets, {} flows ({}), {} undecoded packets",
+        "{}: {} packets, {} flows ({}), {} undecoded packets{extra}",
         summary.capture,
         summary.packets,
         summary.flows,
@@ -90,4 +165,42 @@ pub fn write(
         },
         undecoded
     )
+}
+
+/// Writes the flows of one capture and its summary line.
+pub fn write(
+    out: &mut dyn Write,
+    records: &[FlowRecord],
+    s: &Summary,
+    width: Option<u16>,
+) -> io::Result<()> {
+    let mut t = TableWriter::new(width);
+    for r in records {
+        t.row(out, r)?;
+    }
+    summary(out, s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_fill_the_line() {
+        for total in [80, 120, 160, 250] {
+            let w = widths(total);
+            let line = w.iter().sum::<usize>() + GAP * 8;
+            assert!(line <= total.max(145), "{total}: {line}");
+        }
+    }
+
+    #[test]
+    fn long_and_hostile_values_are_cut_and_cleaned() {
+        let mut s = String::new();
+        fit(&mut s, "abc\x1b[2Jdefghij", 8, true);
+        assert_eq!(s, "abc?[2J…");
+        let mut s = String::new();
+        fit(&mut s, "ab", 4, true);
+        assert_eq!(s, "ab  ");
+    }
 }

@@ -135,7 +135,19 @@ struct Summary {
     tls_flows: u64,
     anomalies: std::collections::BTreeMap<String, u64>,
     evicted_flows: u64,
+    late_packets: u64,
+    dropped: Option<Drops>,
+    interrupted: bool,
+    warning: Option<String>,
     error: Option<String>,
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Drops {
+    kernel: u64,
+    interface: u64,
 }
 
 /// Field names of the mirror structs above, for the documentation check.
@@ -219,6 +231,12 @@ const FIELDS: &[&str] = &[
     "classes",
     "tls_flows",
     "evicted_flows",
+    "late_packets",
+    "dropped",
+    "kernel",
+    "interface",
+    "interrupted",
+    "warning",
     "error",
 ];
 
