@@ -173,3 +173,17 @@ fn bad_flags_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
 }
+
+#[cfg(not(feature = "live"))]
+#[test]
+fn live_capture_without_the_feature_says_how_to_get_it() {
+    let out = run(&["analyze", "-i", "lo"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--features live"));
+}
+
+#[test]
+fn interface_and_files_do_not_mix() {
+    let out = run(&["analyze", "-i", "lo", "x.pcap"], None);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -10,9 +10,15 @@ mod captures;
 mod cli;
 /// Hostile input: floods of half-open flows, random frames, TLS garbage.
 mod hostile;
+/// Live capture on `lo` (feature `live`; skipped without capture privileges).
+#[cfg(feature = "live")]
+mod live;
 /// Agreement with tshark's ground truth on the public captures (score-truth).
 mod public;
 /// TCP reassembly edge cases on synthetic packets: reordering, wrap, overlap, gaps, reuse.
 mod reassembly;
 /// The JSON Lines contract: every field is documented and typed (docs/flow-record.md).
 mod schema;
+/// Streams: flows printed before the input ends, Ctrl-C, cut streams, `--early`, and the
+/// same bytes for any thread count.
+mod streaming;

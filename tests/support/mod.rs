@@ -195,3 +195,110 @@ pub fn temp_file(bytes: &[u8]) -> tempfile::NamedTempFile {
     f.write_all(bytes).expect("write temp file");
     f
 }
+
+/// A running `mtlscope` whose stdout lines arrive on a channel as they are written.
+pub struct Live {
+    pub child: std::process::Child,
+    pub lines: std::sync::mpsc::Receiver<String>,
+    pub stdin: Option<std::process::ChildStdin>,
+}
+
+/// How long a test waits for output before it calls the program stuck. A guard against
+/// hanging forever, not a measurement: the events waited for happen in milliseconds.
+pub const STUCK: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Live {
+    /// Starts `mtlscope` with `args`, stdin piped (kept open until [`Live::close_stdin`]).
+    pub fn start(args: &[&str]) -> Live {
+        let mut child = Command::new(bin())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mtlscope");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Live {
+            child,
+            lines: rx,
+            stdin,
+        }
+    }
+
+    /// Writes bytes to its stdin (left open).
+    pub fn feed(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(bytes).expect("write to mtlscope");
+        stdin.flush().expect("flush");
+    }
+
+    /// The next stdout line, as JSON; panics if none comes within [`STUCK`].
+    pub fn next_json(&self) -> serde_json::Value {
+        let line = self
+            .lines
+            .recv_timeout(STUCK)
+            .expect("mtlscope printed nothing: stuck");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}"))
+    }
+
+    /// Closes stdin (end of input).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Sends a signal by name (`INT`, `TERM`) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Waits for the exit; returns the exit status, the remaining stdout lines and stderr.
+    pub fn finish(mut self) -> (std::process::ExitStatus, Vec<serde_json::Value>, String) {
+        self.stdin = None;
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        let status = self.child.wait().expect("wait");
+        let rest = self
+            .lines
+            .iter()
+            .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad JSON {l:?}: {e}")))
+            .collect();
+        (status, rest, err)
+    }
+}
+
+/// A classic pcap like [`pcap`], with explicit timestamps (seconds, microseconds).
+pub fn pcap_at(link: u32, frames: &[(u32, u32, Vec<u8>)]) -> Vec<u8> {
+    let mut v = pcap(link, &[]);
+    for (sec, usec, f) in frames {
+        for x in [*sec, *usec, f.len() as u32, f.len() as u32] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.extend_from_slice(f);
+    }
+    v
+}
+
+/// The 24-byte header of [`pcap`] (link type Ethernet) and the records after it.
+pub fn split_header(pcap: &[u8]) -> (&[u8], &[u8]) {
+    pcap.split_at(24)
+}
