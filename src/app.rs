@@ -226,12 +226,21 @@ impl Batch {
     }
 }
 
+/// A record on its way to the printer: its decision, the record (the printer counts it
+/// and renders table rows from it) and, for JSON Lines, its line already serialized by
+/// the worker (serialization is parallel; the printer only writes bytes).
+struct Out {
+    decided: Decided,
+    record: FlowRecord,
+    line: Option<Vec<u8>>,
+}
+
 /// From a worker to the printer.
 enum ToPrinter {
     /// Records (in decision order) and the worker's new watermark.
     Progress {
         shard: usize,
-        records: Vec<(Decided, FlowRecord)>,
+        records: Vec<Out>,
         upto: Decided,
     },
     /// The worker is done; its counters.
@@ -250,7 +259,8 @@ struct Shard<'n> {
     table: FlowTable<ConnAnalyzer>,
     name: &'n str,
     early: bool,
-    out: Vec<(Decided, FlowRecord)>,
+    jsonl: bool,
+    out: Vec<Out>,
 }
 
 impl<'n> Shard<'n> {
@@ -263,8 +273,24 @@ impl<'n> Shard<'n> {
             table: FlowTable::new(table),
             name,
             early: cfg.early,
+            jsonl: cfg.format == Format::Jsonl,
             out: Vec::new(),
         }
+    }
+
+    fn push(&mut self, decided: Decided, record: FlowRecord) {
+        let line = self.jsonl.then(|| {
+            let mut v = Vec::with_capacity(2048);
+            // Serializing owned strings and numbers into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut v, &record);
+            v.push(b'\n');
+            v
+        });
+        self.out.push(Out {
+            decided,
+            record,
+            line,
+        });
     }
 
     fn segment(&mut self, seg: &TcpSegment<'_>, frame: u64, ts: Timestamp, clock: Timestamp) {
@@ -281,7 +307,7 @@ impl<'n> Shard<'n> {
         };
         self.collect();
         if let Some(r) = early {
-            self.out.push((Decided::at_packet(clock, frame), r));
+            self.push(Decided::at_packet(clock, frame), r);
         }
     }
 
@@ -291,22 +317,21 @@ impl<'n> Shard<'n> {
     }
 
     fn collect(&mut self) {
-        let name = self.name;
-        let out = &mut self.out;
-        out.extend(
-            self.table
-                .take_finished()
-                .map(|f| (f.decided, report::flow_record(&f.flow, name))),
-        );
+        let done: Vec<_> = self.table.take_finished().collect();
+        for f in done {
+            let r = report::flow_record(&f.flow, self.name);
+            drop(f.flow);
+            self.push(f.decided, r);
+        }
     }
 
     fn finish(&mut self) -> ShardStats {
-        let name = self.name;
-        self.out.extend(
-            self.table
-                .finish_all()
-                .map(|f| (f.decided, report::flow_record(&f.flow, name))),
-        );
+        let done: Vec<_> = self.table.finish_all().collect();
+        for f in done {
+            let r = report::flow_record(&f.flow, self.name);
+            drop(f.flow);
+            self.push(f.decided, r);
+        }
         ShardStats {
             evicted: self.table.evicted(),
             late: self.table.late_packets(),
@@ -493,7 +518,7 @@ fn worker(rx: Receiver<Batch>, tx: SyncSender<ToPrinter>, mut shard: Shard<'_>, 
 
 /// Merges the workers' records by decision and writes them.
 struct Merger {
-    queues: Vec<std::collections::VecDeque<(Decided, FlowRecord)>>,
+    queues: Vec<std::collections::VecDeque<Out>>,
     upto: Vec<Decided>,
 }
 
@@ -512,22 +537,22 @@ impl Merger {
         }
     }
 
-    fn add(&mut self, shard: usize, records: Vec<(Decided, FlowRecord)>, upto: Decided) {
+    fn add(&mut self, shard: usize, records: Vec<Out>, upto: Decided) {
         self.queues[shard].extend(records);
         self.upto[shard] = upto;
     }
 
     /// The next record every worker has moved past, if any.
-    fn pop(&mut self) -> Option<FlowRecord> {
+    fn pop(&mut self) -> Option<Out> {
         let limit = self.upto.iter().min().copied()?;
         let (i, _) = self
             .queues
             .iter()
             .enumerate()
-            .filter_map(|(i, q)| q.front().map(|(d, _)| (i, *d)))
+            .filter_map(|(i, q)| q.front().map(|o| (i, o.decided)))
             .min_by_key(|(_, d)| *d)
             .filter(|(_, d)| *d <= limit)?;
-        self.queues[i].pop_front().map(|(_, r)| r)
+        self.queues[i].pop_front()
     }
 }
 
@@ -543,7 +568,7 @@ struct Printer<'o> {
 }
 
 impl Printer<'_> {
-    fn record(&mut self, r: &FlowRecord) -> io::Result<()> {
+    fn record(&mut self, o: &Out) -> io::Result<()> {
         let Printer {
             out,
             format,
@@ -552,15 +577,16 @@ impl Printer<'_> {
             progress,
             ..
         } = self;
-        let mut write = |out: &mut dyn Write| -> io::Result<()> {
-            match format {
-                Format::Jsonl => {
-                    serde_json::to_writer(&mut *out, r)?;
+        let write = |out: &mut dyn Write| -> io::Result<()> {
+            match (format, &o.line) {
+                (_, Some(line)) => out.write_all(line),
+                (Format::Jsonl, None) => {
+                    serde_json::to_writer(&mut *out, &o.record)?;
                     out.write_all(b"\n")
                 }
-                Format::Table => table
+                (Format::Table, None) => table
                     .get_or_insert_with(|| TableWriter::new(*width))
-                    .row(out, r),
+                    .row(out, &o.record),
             }
         };
         match progress {
@@ -643,16 +669,136 @@ pub fn run(cfg: &Config, out: &mut dyn Write, err: &mut dyn Write) -> io::Result
         return list_interfaces(out, err);
     }
     stop_flag();
-    let mut outcome = Outcome::Ok;
-    for input in &cfg.inputs {
+    let mut failed = false;
+    let mut rest = &cfg.inputs[..];
+    while let Some(first) = rest.first() {
         if stopping() {
             break;
         }
-        if analyze(input, cfg, cfg.threads, out, err)? {
-            outcome = Outcome::InputError;
+        // Consecutive files run side by side; streams run alone, in their place.
+        let files = rest
+            .iter()
+            .take_while(|i| matches!(i, Input::File(_)))
+            .count();
+        if files >= 2 && cfg.threads >= 2 {
+            failed |= analyze_files(&rest[..files], cfg, out, err)?;
+            rest = &rest[files..];
+        } else {
+            failed |= analyze(first, cfg, cfg.threads, out, err)?;
+            rest = &rest[1..];
         }
     }
-    Ok(outcome)
+    Ok(if failed {
+        Outcome::InputError
+    } else {
+        Outcome::Ok
+    })
+}
+
+/// Bytes buffered per file while an earlier file is still being written.
+const SPOOL_CHUNK: usize = 64 * 1024;
+/// Chunks of [`SPOOL_CHUNK`] buffered per waiting file before its analysis pauses.
+const SPOOL_DEPTH: usize = 64;
+
+/// A `Write` that sends what it is given, in chunks, to whoever prints this file.
+struct Spool {
+    buf: Vec<u8>,
+    tx: SyncSender<Vec<u8>>,
+}
+
+impl Write for Spool {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= SPOOL_CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(SPOOL_CHUNK));
+        self.tx
+            .send(chunk)
+            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
+    }
+}
+
+/// Analyzes several files side by side (up to `threads` at once, the threads shared
+/// among them) and writes their output in the order given: the first unfinished file
+/// streams to `out` while the next ones fill bounded spools, so memory stays bounded and
+/// a file never waits for a later one. Rayon's work stealing is not used here on purpose:
+/// it may start a later file before the first, which then waits on a full spool.
+fn analyze_files(
+    files: &[Input],
+    cfg: &Config,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<bool> {
+    let at_once = cfg.threads.min(files.len()).max(1);
+    let per_file = (cfg.threads / at_once).max(1);
+    let quiet = Config {
+        progress: false,
+        ..cfg.clone()
+    };
+    std::thread::scope(|scope| {
+        let start = |input: &Input| {
+            let (tx, rx) = sync_channel::<Vec<u8>>(SPOOL_DEPTH);
+            let input = input.clone();
+            let cfg = &quiet;
+            let handle = std::thread::Builder::new()
+                .name("file".into())
+                .spawn_scoped(scope, move || {
+                    let mut spool = Spool {
+                        buf: Vec::with_capacity(SPOOL_CHUNK),
+                        tx,
+                    };
+                    let mut messages = Vec::new();
+                    let failed = analyze(&input, cfg, per_file, &mut spool, &mut messages);
+                    let flushed = spool.flush();
+                    (failed.and_then(|f| flushed.map(|()| f)), messages)
+                });
+            (rx, handle)
+        };
+        let mut running = std::collections::VecDeque::new();
+        let mut next = files.iter();
+        for input in next.by_ref().take(at_once) {
+            running.push_back(start(input));
+        }
+        let mut failed = false;
+        let mut result = Ok(());
+        while let Some((rx, handle)) = running.pop_front() {
+            for chunk in rx.iter() {
+                if result.is_ok() {
+                    result = out.write_all(&chunk);
+                    if result.is_err() {
+                        stop_flag().store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+            match handle {
+                Ok(h) => match h.join() {
+                    Ok((status, messages)) => {
+                        err.write_all(&messages)?;
+                        failed |= status.unwrap_or(true);
+                    }
+                    Err(_) => failed = true,
+                },
+                Err(e) => {
+                    writeln!(err, "mtlscope: cannot start a file's analysis: {e}")?;
+                    failed = true;
+                }
+            }
+            if let Some(input) = next.next().filter(|_| !stopping()) {
+                running.push_back(start(input));
+            }
+        }
+        result?;
+        out.flush()?;
+        Ok(failed)
+    })
 }
 
 /// Prints the interfaces live capture can use.
@@ -715,10 +861,8 @@ fn open(
             if want_progress {
                 *progress = Some(Progress::new(len, Arc::clone(&read)));
             }
-            let src = Counting {
-                inner: io::BufReader::with_capacity(1 << 20, f),
-                read,
-            };
+            // No BufReader: pcap-parser reads into its own buffer.
+            let src = Counting { inner: f, read };
             CaptureReader::new(src)
                 .map(Source::Capture)
                 .map_err(|e| e.to_string())
@@ -1016,10 +1160,10 @@ fn print(
     let mut summary = empty_summary(name);
     let mut stats = ShardStats::default();
     let mut done = 0;
-    let mut emit = |printer: &mut Printer<'_>, r: FlowRecord| -> io::Result<()> {
-        printer.record(&r)?;
-        if r.end != EARLY_END {
-            summary.count(&r);
+    let mut emit = |printer: &mut Printer<'_>, o: Out| -> io::Result<()> {
+        printer.record(&o)?;
+        if o.record.end != EARLY_END {
+            summary.count(&o.record);
         }
         Ok(())
     };

@@ -417,7 +417,8 @@ impl<'r> CaptureReader<'r> {
                         Some(frame) => on(Event::Frame(&frame)),
                         None => ControlFlow::Continue(()),
                     };
-                    self.inner.consume(offset);
+                    // Shifting the buffer is left to the refill, when little is left.
+                    self.inner.consume_noshift(offset);
                     if flow.is_break() {
                         return Ok(());
                     }
