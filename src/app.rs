@@ -50,7 +50,7 @@
 //! share of the threads); the first unfinished file streams to stdout while the others
 //! fill bounded buffers, so output order and memory stay bounded.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -542,6 +542,17 @@ impl Merger {
         self.upto[shard] = upto;
     }
 
+    /// Whether a record can be popped.
+    fn ready(&self) -> bool {
+        let Some(limit) = self.upto.iter().min() else {
+            return false;
+        };
+        self.queues
+            .iter()
+            .filter_map(|q| q.front())
+            .any(|o| o.decided <= *limit)
+    }
+
     /// The next record every worker has moved past, if any.
     fn pop(&mut self) -> Option<Out> {
         let limit = self.upto.iter().min().copied()?;
@@ -565,36 +576,36 @@ struct Printer<'o> {
     /// Flush after every group of records (streams), not only when the buffer fills.
     eager: bool,
     progress: Option<indicatif::ProgressBar>,
+    /// stdout is the terminal the progress bar is drawn on.
+    shares_terminal: bool,
 }
 
 impl Printer<'_> {
     fn record(&mut self, o: &Out) -> io::Result<()> {
-        let Printer {
-            out,
-            format,
-            table,
-            width,
-            progress,
-            ..
-        } = self;
-        let write = |out: &mut dyn Write| -> io::Result<()> {
-            match (format, &o.line) {
-                (_, Some(line)) => out.write_all(line),
-                (Format::Jsonl, None) => {
-                    serde_json::to_writer(&mut *out, &o.record)?;
-                    out.write_all(b"\n")
-                }
-                (Format::Table, None) => table
-                    .get_or_insert_with(|| TableWriter::new(*width))
-                    .row(out, &o.record),
+        match (self.format, &o.line) {
+            (_, Some(line)) => self.out.write_all(line),
+            (Format::Jsonl, None) => {
+                serde_json::to_writer(&mut *self.out, &o.record)?;
+                self.out.write_all(b"\n")
             }
-        };
-        match progress {
-            Some(p) if !p.is_hidden() => p.suspend(|| {
-                write(&mut **out)?;
-                out.flush()
+            (Format::Table, None) => {
+                let width = self.width;
+                self.table
+                    .get_or_insert_with(|| TableWriter::new(width))
+                    .row(&mut *self.out, &o.record)
+            }
+        }
+    }
+
+    /// Writes what `write` writes; when a progress bar is drawn on the terminal stdout
+    /// also goes to, the bar steps aside once for the whole group, not once per record.
+    fn group(&mut self, write: impl FnOnce(&mut Self) -> io::Result<()>) -> io::Result<()> {
+        match self.progress.clone() {
+            Some(p) if self.shares_terminal && !p.is_hidden() => p.suspend(|| {
+                write(self)?;
+                self.out.flush()
             }),
-            _ => write(&mut **out),
+            _ => write(self),
         }
     }
 
@@ -627,7 +638,7 @@ impl Progress {
         let bar = indicatif::ProgressBar::hidden();
         bar.set_length(len);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            "{wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
         ) {
             bar.set_style(style);
         }
@@ -643,7 +654,7 @@ impl Progress {
         if !self.shown.load(Ordering::Relaxed) && self.started.elapsed() >= PROGRESS_AFTER {
             self.shown.store(true, Ordering::Relaxed);
             self.bar
-                .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                .set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
         }
         self.bar.set_position(self.read.load(Ordering::Relaxed));
     }
@@ -936,6 +947,7 @@ fn analyze(
         width: cfg.width,
         eager: input.is_stream(),
         progress: None,
+        shares_terminal: io::stdout().is_terminal(),
     };
     let source = match open(input, &mut progress, cfg.progress && !input.is_stream()) {
         Ok(s) => s,
@@ -1183,19 +1195,25 @@ fn print(
                 done += 1;
             }
         }
-        let mut wrote = false;
-        while let Some(r) = merger.pop() {
-            emit(printer, r)?;
-            wrote = true;
-        }
-        if wrote && printer.eager {
-            printer.out.flush()?;
+        if merger.ready() {
+            printer.group(|printer| {
+                while let Some(r) = merger.pop() {
+                    emit(printer, r)?;
+                }
+                if printer.eager {
+                    printer.out.flush()?;
+                }
+                Ok(())
+            })?;
         }
     }
     // Whatever a vanished worker left behind.
     merger.upto.iter_mut().for_each(|u| *u = Decided::END);
-    while let Some(r) = merger.pop() {
-        emit(printer, r)?;
-    }
+    printer.group(|printer| {
+        while let Some(r) = merger.pop() {
+            emit(printer, r)?;
+        }
+        Ok(())
+    })?;
     Ok((summary, stats))
 }

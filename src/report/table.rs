@@ -115,17 +115,22 @@ impl TableWriter {
 }
 
 /// Column widths for a total width: fixed columns get what their usual values need, the
-/// rest is shared by SNI, ALPN and alerts.
+/// rest is shared by SNI, ALPN and alerts; on a narrow terminal the endpoints give way
+/// first (down to `10.244.1.10:8080`), then lines wrap.
 fn widths(total: usize) -> [usize; 9] {
-    // frame, client, server, proto, class, version: usual maximum widths.
-    let fixed = [7, 21, 21, 9, 14, 0, 0, 8, 0];
-    let used = fixed.iter().sum::<usize>() + GAP * (fixed.len() - 1);
-    let rest = total.saturating_sub(used).max(24);
-    let sni = rest * 5 / 10;
-    let alpn = rest * 3 / 10;
-    let alerts = rest - sni - alpn;
-    let mut w = fixed;
-    w[5] = sni;
+    // frame, client, server, proto, class, -, -, version, -.
+    let mut w = [7, 21, 21, 8, 12, 0, 0, 8, 0];
+    let gaps = GAP * (w.len() - 1);
+    let want_rest = 40;
+    let fixed = |w: &[usize; 9]| w.iter().sum::<usize>() + gaps;
+    while total.saturating_sub(fixed(&w)) < want_rest && w[1] > 16 {
+        w[1] -= 1;
+        w[2] -= 1;
+    }
+    let rest = total.saturating_sub(fixed(&w)).max(want_rest - 10);
+    let alerts = (rest / 5).max(6);
+    let alpn = (rest - alerts) * 2 / 5;
+    w[5] = rest - alerts - alpn;
     w[6] = alpn;
     w[8] = alerts;
     w
@@ -187,11 +192,13 @@ mod tests {
 
     #[test]
     fn widths_fill_the_line() {
-        for total in [80, 120, 160, 250] {
+        for total in [120, 160, 250] {
             let w = widths(total);
-            let line = w.iter().sum::<usize>() + GAP * 8;
-            assert!(line <= total.max(145), "{total}: {line}");
+            assert_eq!(w.iter().sum::<usize>() + GAP * 8, total, "{w:?}");
+            assert!(w[5] >= 16 && w[6] >= 8 && w[8] >= 6, "{total}: {w:?}");
         }
+        let narrow = widths(80);
+        assert_eq!(narrow[1], 16);
     }
 
     #[test]
