@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Whole-capture benchmark: mtlscope against tshark and the libpcap read floor, on one large
+# synthetic mesh capture built from the committed real-stack captures.
+#
+#   benches/compare.sh                 # 1 GiB (built once, kept in target/bench/)
+#   SIZE=256MiB benches/compare.sh     # a smaller file
+#   RUNS=3 benches/compare.sh          # best of 3 for tcpdump and mtlscope (TSHARK_RUNS: 1)
+#   SKIP_TSHARK=1 benches/compare.sh   # without tshark (it takes minutes on 1 GiB)
+#
+# Needs: cargo, python3, tcpdump, tshark (apt-get install tcpdump tshark). No network.
+# Prints, for each tool: wall time, CPU time, throughput (MB/s, packets/s), peak RSS;
+# then the ratios the targets are about, and checks that tshark and mtlscope find the
+# same ClientHellos (same count, same SNI/ALPN pairs). Exit 1 if they do not.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIZE=${SIZE:-1GiB}
+RUNS=${RUNS:-1}
+TSHARK_RUNS=${TSHARK_RUNS:-1}
+DIR=${BENCH_DIR:-target/bench}
+THREADS=${THREADS:-$(nproc)}
+FILE=$DIR/mesh-$SIZE.pcap
+mkdir -p "$DIR"
+
+for tool in python3 tcpdump; do
+    command -v "$tool" >/dev/null || { echo "compare.sh: $tool is required"; exit 2; }
+done
+if [ -z "${SKIP_TSHARK:-}" ] && ! command -v tshark >/dev/null; then
+    echo "compare.sh: tshark is required (or SKIP_TSHARK=1)"
+    exit 2
+fi
+
+echo "== building mtlscope and the generator (release)"
+cargo build --release --quiet --bin mtlscope --example mkbig
+BIN=target/release/mtlscope
+if [ ! -s "$FILE" ] || [ ! -s "$FILE.meta" ] || [ -n "${REGEN:-}" ]; then
+    echo "== generating $FILE"
+    target/release/examples/mkbig --size "$SIZE" --out "$FILE"
+fi
+# shellcheck disable=SC1090
+. <(sed 's/^/META_/' "$FILE.meta")
+echo "== $FILE: $META_bytes bytes, $META_packets packets, $META_flows flows," \
+    "$META_client_hellos ClientHellos, ~$META_concurrent open at once, TLS ports $META_tls_ports"
+
+# Decode-as for every TLS port of the capture, and out-of-order reassembly (one template
+# sends its ClientHello out of order), so that tshark sees every ClientHello.
+DECODE_AS=()
+for p in ${META_tls_ports//,/ }; do DECODE_AS+=(-d "tcp.port==$p,tls"); done
+
+echo "== warming the page cache"
+cat "$FILE" > /dev/null
+
+# run RUNS NAME OUTFILE CMD...: best wall time of RUNS runs, with that run's CPU and peak RSS.
+RESULTS=$DIR/results.txt
+: > "$RESULTS"
+run() {
+    local runs=$1 name=$2 out=$3
+    shift 3
+    python3 - "$name" "$out" "$runs" "$@" >> "$RESULTS" <<'EOF'
+import os, sys, time
+name, out, runs, cmd = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+best = None
+for _ in range(runs):
+    t0 = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 1)
+        err = os.open(out + ".err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(err, 2)
+        os.execvp(cmd[0], cmd)
+    _, status, ru = os.wait4(pid, 0)
+    wall = time.monotonic() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{name} failed (exit {os.waitstatus_to_exitcode(status)}); see {out}.err")
+    run = (wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss)
+    if best is None or run[0] < best[0]:
+        best = run
+print(f"{name}\t{best[0]:.3f}\t{best[1]:.3f}\t{best[2]}")
+EOF
+    tail -1 "$RESULTS" | awk -F'\t' '{printf "   %-34s %8.2f s wall %8.2f s cpu %8.0f MB peak\n", $1, $2, $3, $4/1024}'
+}
+
+echo "== timing (best of $RUNS)"
+run "$RUNS" "tcpdump -r FILE -w /dev/null" "$DIR/tcpdump.out" tcpdump -r "$FILE" -w /dev/null
+run "$RUNS" "mtlscope --threads 1" "$DIR/mtlscope-1.jsonl" "$BIN" analyze --format jsonl --threads 1 "$FILE"
+run "$RUNS" "mtlscope --threads $THREADS" "$DIR/mtlscope-n.jsonl" "$BIN" analyze --format jsonl --threads "$THREADS" "$FILE"
+if [ -z "${SKIP_TSHARK:-}" ]; then
+    run "$TSHARK_RUNS" "tshark -Y ClientHello" "$DIR/tshark.tsv" tshark -r "$FILE" \
+        -o tcp.reassemble_out_of_order:TRUE "${DECODE_AS[@]}" \
+        -Y "tls.handshake.type==1" -T fields \
+        -e tls.handshake.extensions_server_name -e tls.handshake.extensions_alpn_str
+fi
+
+python3 - "$RESULTS" "$META_bytes" "$META_packets" "$DIR" "$THREADS" "${SKIP_TSHARK:-}" <<'EOF'
+import collections, json, sys
+res_path, size, packets, d, threads, skip_tshark = sys.argv[1:7]
+size, packets = int(size), int(packets)
+rows = {}
+for line in open(res_path):
+    name, wall, cpu, rss = line.rstrip("\n").split("\t")
+    rows[name] = (float(wall), float(cpu), int(rss) / 1024)
+print()
+print(f"| tool | wall s | CPU s | MB/s | packets/s | peak RSS MB |")
+print(f"|---|---:|---:|---:|---:|---:|")
+for name, (wall, cpu, rss) in rows.items():
+    print(f"| `{name}` | {wall:.2f} | {cpu:.2f} | {size / 1e6 / wall:.0f} | {packets / wall / 1e3:.0f} k | {rss:.0f} |")
+one = rows["mtlscope --threads 1"][0]
+alln, _, rss = rows[f"mtlscope --threads {threads}"]
+floor = rows["tcpdump -r FILE -w /dev/null"][0]
+ok = True
+def target(label, value, good, want):
+    global ok
+    ok &= good
+    print(f"  {label:<48} {value:>8}   target {want:<8} {'met' if good else 'NOT MET'}")
+print()
+print("ratios:")
+if "tshark -Y ClientHello" in rows:
+    ts = rows["tshark -Y ClientHello"][0]
+    target("mtlscope (all threads) / tshark throughput", f"{ts / alln:.0f}x", ts / alln >= 100, ">= 100x")
+target("mtlscope (all threads) time / tcpdump read floor", f"{alln / floor:.2f}x", alln / floor <= 2, "<= 2x")
+target(f"--threads {threads} speedup over --threads 1", f"{one / alln:.2f}x", one / alln >= 1.6, ">= 1.6x")
+target("peak RSS (all threads)", f"{rss:.0f} MB", rss < 256, "< 256 MB")
+
+# Same ClientHellos: count, and the multiset of (SNI, ALPN offered).
+def ours():
+    got = collections.Counter()
+    same = []
+    for line in open(f"{d}/mtlscope-n.jsonl"):
+        o = json.loads(line)
+        if o["type"] != "flow" or not o["tls"] or not o["tls"]["client_hellos"]:
+            continue
+        t = o["tls"]
+        got[(t["sni"] or "", ",".join(t["alpn_offered"] or []))] += 1
+    return got
+def theirs():
+    got = collections.Counter()
+    for line in open(f"{d}/tshark.tsv"):
+        f = line.rstrip("\n").split("\t") + ["", ""]
+        got[(f[0], f[1])] += 1
+    return got
+if not skip_tshark:
+    a, b = ours(), theirs()
+    same = a == b
+    print()
+    print(f"ClientHellos: mtlscope {sum(a.values())}, tshark {sum(b.values())}; "
+          f"same SNI/ALPN pairs: {'yes' if same else 'NO'}")
+    if not same:
+        print("  only mtlscope:", list((a - b).items())[:5])
+        print("  only tshark:  ", list((b - a).items())[:5])
+        sys.exit(1)
+one_out = open(f"{d}/mtlscope-1.jsonl", "rb").read()
+all_out = open(f"{d}/mtlscope-n.jsonl", "rb").read()
+print(f"--threads 1 and --threads {threads} outputs identical: {'yes' if one_out == all_out else 'NO'}")
+if one_out != all_out:
+    sys.exit(1)
+EOF
+echo
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
+    "$(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo); load now: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "versions: $($BIN --version), $(tcpdump --version 2>&1 | head -1), $(tshark --version 2>/dev/null | head -1)"
