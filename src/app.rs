@@ -249,6 +249,7 @@ pub fn analyze<R: Read + Send>(source: R, name: &str, cfg: &Config) -> Analyzed 
         (read_result, records, evicted)
     });
     records.sort_by_key(|r| r.first_frame);
+    report::link_legs(&mut records);
     for r in &records {
         summary.count(r);
     }

@@ -138,6 +138,8 @@ pub struct TlsFacts {
     pub certificate_request: bool,
     /// Certificates in the client's Certificate message, when one was sent (TLS ≤ 1.2).
     pub client_certificates: Option<usize>,
+    /// The client's chain, when visible (TLS ≤ 1.2).
+    pub client_certificate_chain: Vec<CertSummary>,
     /// The server's chain, when visible (TLS ≤ 1.2).
     pub server_certificates: Vec<CertSummary>,
     /// Certificates in the server's Certificate message, if one was seen.
@@ -612,6 +614,11 @@ impl TlsAnalyzer {
                 .collect();
         } else {
             self.facts.client_certificates = Some(certs.len() + cut);
+            self.facts.client_certificate_chain = certs
+                .iter()
+                .take(MAX_CERTS)
+                .filter_map(|c| cert::summarize(c))
+                .collect();
         }
     }
 

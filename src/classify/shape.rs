@@ -1,0 +1,264 @@
+//! The shape of a TLS connection from its record headers: who sent which record when.
+//!
+//! Encrypted records still show their length and order. This module merges both
+//! directions' record headers into one timeline of bursts and reads two things from it:
+//! how a TLS 1.3 handshake ended (an alert-sized record followed by a close), and whether
+//! the first application bursts look like a TLS handshake carried inside the connection.
+
+use crate::analyzers::tls::RecordSig;
+
+/// An encrypted record this short carries an alert (2 bytes + type + 16-byte tag = 19;
+/// allow for padding), never a Finished (≥ 53) or a session ticket.
+pub const ALERT_MAX: u16 = 32;
+
+/// One record in the merged timeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rec {
+    /// Sent by the client.
+    pub from_client: bool,
+    /// Content type.
+    pub content_type: u8,
+    /// Body length.
+    pub len: u16,
+    /// Encrypted body.
+    pub encrypted: bool,
+    /// Frame of its header.
+    pub frame: u64,
+}
+
+/// Both directions' records, ordered by frame (client first within a frame).
+pub fn timeline(client: &[RecordSig], server: &[RecordSig]) -> Vec<Rec> {
+    let conv = |s: &RecordSig, from_client| Rec {
+        from_client,
+        content_type: s.content_type,
+        len: s.len,
+        encrypted: s.encrypted,
+        frame: s.frame,
+    };
+    let mut out: Vec<Rec> = client
+        .iter()
+        .map(|s| conv(s, true))
+        .chain(server.iter().map(|s| conv(s, false)))
+        .collect();
+    out.sort_by_key(|r| (r.frame, !r.from_client));
+    out
+}
+
+/// Consecutive records from one side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Burst {
+    /// Sent by the client.
+    pub from_client: bool,
+    /// Its records.
+    pub recs: Vec<Rec>,
+}
+
+impl Burst {
+    /// Plaintext bytes carried, given `overhead` bytes of encryption per record.
+    pub fn inner_bytes(&self, overhead: u16) -> u32 {
+        self.recs
+            .iter()
+            .map(|r| u32::from(r.len.saturating_sub(overhead)))
+            .sum()
+    }
+}
+
+/// Groups a timeline into bursts.
+pub fn bursts(recs: &[Rec]) -> Vec<Burst> {
+    let mut out: Vec<Burst> = Vec::new();
+    for r in recs {
+        match out.last_mut() {
+            Some(b) if b.from_client == r.from_client => b.recs.push(*r),
+            _ => out.push(Burst {
+                from_client: r.from_client,
+                recs: vec![*r],
+            }),
+        }
+    }
+    out
+}
+
+/// How a TLS 1.3 handshake ended, from record sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tls13End {
+    /// The client answered the server's flight with an alert-sized record.
+    ClientAlert,
+    /// The server answered the client's flight with an alert-sized record and nothing
+    /// larger. `client_flight` is the encrypted bytes the client sent in its flight (small:
+    /// no certificate; large: a certificate was sent).
+    ServerAlert {
+        /// Encrypted bytes of the client's second flight.
+        client_flight: u32,
+    },
+    /// The client finished and the server did not answer with an alert.
+    Finished,
+    /// The client's second flight was not seen.
+    NoClientFlight,
+}
+
+/// Reads the end of a TLS 1.3 handshake. `server_closed` says the server sent FIN or RST.
+pub fn tls13_end(recs: &[Rec], server_closed: bool) -> Tls13End {
+    let bs = bursts(recs);
+    // The server flight: the burst holding the ServerHello (a server handshake record).
+    let Some(sf) = bs.iter().position(|b| {
+        !b.from_client && b.recs.iter().any(|r| r.content_type == 22 && !r.encrypted)
+    }) else {
+        return Tls13End::NoClientFlight;
+    };
+    let Some(cf) = bs
+        .iter()
+        .skip(sf + 1)
+        .position(|b| b.from_client)
+        .map(|i| i + sf + 1)
+    else {
+        return Tls13End::NoClientFlight;
+    };
+    let client_enc: Vec<&Rec> = bs[cf].recs.iter().filter(|r| r.encrypted).collect();
+    let Some(first) = client_enc.first() else {
+        return Tls13End::NoClientFlight;
+    };
+    if first.len <= ALERT_MAX {
+        return Tls13End::ClientAlert;
+    }
+    let after: Vec<&Rec> = bs
+        .iter()
+        .skip(cf + 1)
+        .filter(|b| !b.from_client)
+        .flat_map(|b| &b.recs)
+        .collect();
+    if server_closed
+        && after
+            .first()
+            .is_some_and(|r| r.encrypted && r.len <= ALERT_MAX)
+        && after.iter().all(|r| r.len <= ALERT_MAX)
+    {
+        let client_flight = client_enc.iter().map(|r| u32::from(r.len)).sum();
+        return Tls13End::ServerAlert { client_flight };
+    }
+    Tls13End::Finished
+}
+
+/// What the first application bursts after the outer handshake looked like.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InnerShape {
+    /// Plaintext bytes of the client's first application burst.
+    pub client_first: u32,
+    /// Plaintext bytes of the server's next burst.
+    pub server_next: u32,
+}
+
+/// Bands of an inner TLS handshake: a ClientHello of 200..2000 bytes (517 from OpenSSL
+/// clients, ~1.9 KB with post-quantum key shares), then a server flight with a
+/// certificate (≥ 700 bytes).
+pub fn looks_like_inner_handshake(s: &InnerShape) -> bool {
+    (200..=2100).contains(&s.client_first) && s.server_next >= 700
+}
+
+/// Finds the first client application burst after the outer handshake and the server
+/// burst that follows it. `tls13`: the outer connection is TLS 1.3 (22 bytes of overhead
+/// per record: 5 header + 1 type + 16 tag; otherwise 29 for TLS 1.2 AES-GCM).
+pub fn inner_shape(recs: &[Rec], tls13: bool) -> Option<InnerShape> {
+    let overhead = if tls13 { 17 } else { 24 };
+    let bs = bursts(recs);
+    let sf = bs.iter().position(|b| {
+        !b.from_client && b.recs.iter().any(|r| r.content_type == 22 && !r.encrypted)
+    })?;
+    // The client's second flight (certificate, verify, finished) follows the server flight.
+    let cf = bs.iter().skip(sf + 1).position(|b| b.from_client)? + sf + 1;
+    // Application data: the next client burst, skipping server session tickets between.
+    let app = bs.iter().skip(cf + 1).position(|b| b.from_client)? + cf + 1;
+    let is_app = |r: &Rec| r.content_type == 23;
+    let client_recs: Vec<Rec> = bs[app].recs.iter().copied().filter(is_app).collect();
+    if client_recs.is_empty() || client_recs.len() > 3 {
+        return None;
+    }
+    let server = bs.iter().skip(app + 1).find(|b| !b.from_client)?;
+    Some(InnerShape {
+        client_first: Burst {
+            from_client: true,
+            recs: client_recs,
+        }
+        .inner_bytes(overhead),
+        server_next: server.inner_bytes(overhead),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(from_client: bool, content_type: u8, len: u16, frame: u64) -> Rec {
+        Rec {
+            from_client,
+            content_type,
+            len,
+            encrypted: content_type == 23,
+            frame,
+        }
+    }
+
+    /// The loopback lab's double-wrapped TLS 1.3 mTLS connection (mesh reference §6.2).
+    fn lab(first_app: u16, server_next: u16) -> Vec<Rec> {
+        vec![
+            rec(true, 22, 512, 1),
+            rec(false, 22, 122, 2),
+            rec(false, 20, 1, 2),
+            rec(false, 23, 2278 - 5, 2),
+            rec(true, 20, 1, 3),
+            rec(true, 23, 2030 - 5, 3),
+            rec(false, 23, 1114, 4),
+            rec(false, 23, 1114, 4),
+            rec(true, 23, first_app, 5),
+            rec(false, 23, server_next, 6),
+            rec(true, 23, 97, 7),
+        ]
+    }
+
+    #[test]
+    fn double_wrapped_shape_matches_and_plain_http_does_not() {
+        let s = inner_shape(&lab(534, 1445), true).unwrap();
+        assert_eq!(
+            s,
+            InnerShape {
+                client_first: 517,
+                server_next: 1428
+            }
+        );
+        assert!(looks_like_inner_handshake(&s));
+        let plain = inner_shape(&lab(89, 1258), true).unwrap();
+        assert!(!looks_like_inner_handshake(&plain));
+    }
+
+    #[test]
+    fn tls13_endings() {
+        let ok = lab(89, 1258);
+        assert_eq!(tls13_end(&ok, true), Tls13End::Finished);
+        // Client rejects the server's certificate: a 19-byte record instead of Finished.
+        let client_alert = vec![
+            rec(true, 22, 512, 1),
+            rec(false, 22, 122, 2),
+            rec(false, 23, 900, 2),
+            rec(true, 20, 1, 3),
+            rec(true, 23, 19, 3),
+        ];
+        assert_eq!(tls13_end(&client_alert, true), Tls13End::ClientAlert);
+        // Server requires a certificate the client did not send: small flight, 19-byte answer, close.
+        let cert_required = vec![
+            rec(true, 22, 512, 1),
+            rec(false, 22, 122, 2),
+            rec(false, 23, 900, 2),
+            rec(true, 20, 1, 3),
+            rec(true, 23, 61, 3),
+            rec(false, 23, 19, 4),
+        ];
+        assert_eq!(
+            tls13_end(&cert_required, true),
+            Tls13End::ServerAlert { client_flight: 61 }
+        );
+        assert_eq!(tls13_end(&cert_required, false), Tls13End::Finished);
+        assert_eq!(
+            tls13_end(&cert_required[..3], true),
+            Tls13End::NoClientFlight
+        );
+    }
+}
