@@ -83,6 +83,9 @@ pub struct Side<'a> {
     pub records: &'a [RecordSig],
     /// Linux cooked v2 interface index.
     pub ifindex: Option<u32>,
+    /// Analysis stopped reading this side before its end (the reassembly depth): what
+    /// follows is unknown, so its absence proves nothing.
+    pub cut_short: bool,
 }
 
 impl Side<'_> {
@@ -121,6 +124,7 @@ impl<'a> Facts<'a> {
                 head: flow.handler.head(d),
                 records: flow.handler.tls.record_sigs(d),
                 ifindex: h.ifindex,
+                cut_short: h.stream.depth_reached(),
             }
         };
         Facts {
@@ -389,7 +393,7 @@ pub fn handshake(f: &Facts<'_>) -> (Handshake, Option<Failure>) {
     }
     if f.tls13() {
         let recs = shape::timeline(f.client.records, f.server.records);
-        return match shape::tls13_end(&recs, f.server.closed()) {
+        return match shape::tls13_end(&recs, f.client.closed(), f.server.closed()) {
             Tls13End::Finished => (done, None),
             Tls13End::ClientAlert => (Handshake::Failed, Some(Failure::ClientEncryptedAlert)),
             Tls13End::ServerAlert { client_flight } => (
@@ -404,8 +408,11 @@ pub fn handshake(f: &Facts<'_>) -> (Handshake, Option<Failure>) {
             Tls13End::NoClientFlight => (Handshake::Incomplete, None),
         };
     }
-    if tls.change_cipher_spec.iter().all(|&c| c) {
+    // Application data is only sent after the peer's Finished.
+    if tls.change_cipher_spec.iter().all(|&c| c) || tls.app_data_records.iter().any(|&n| n > 0) {
         (done, None)
+    } else if f.client.cut_short || f.server.cut_short {
+        (Handshake::Incomplete, None)
     } else if f.client.closed() || f.server.closed() {
         (Handshake::Failed, Some(Failure::Closed))
     } else {

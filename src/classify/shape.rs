@@ -96,28 +96,44 @@ pub enum Tls13End {
     NoClientFlight,
 }
 
-/// Reads the end of a TLS 1.3 handshake. `server_closed` says the server sent FIN or RST.
-pub fn tls13_end(recs: &[Rec], server_closed: bool) -> Tls13End {
-    let bs = bursts(recs);
-    // The server flight: the burst holding the ServerHello (a server handshake record).
-    let Some(sf) = bs.iter().position(|b| {
+/// The burst holding the final ServerHello: the last server burst with a plaintext
+/// handshake record (a HelloRetryRequest comes earlier).
+fn server_flight(bs: &[Burst]) -> Option<usize> {
+    bs.iter().rposition(|b| {
         !b.from_client && b.recs.iter().any(|r| r.content_type == 22 && !r.encrypted)
-    }) else {
+    })
+}
+
+/// The client's second flight: its first burst with an encrypted record after the server
+/// flight (a lone compatibility ChangeCipherSpec may come earlier).
+fn client_flight(bs: &[Burst], server_flight: usize) -> Option<usize> {
+    bs.iter()
+        .skip(server_flight + 1)
+        .position(|b| b.from_client && b.recs.iter().any(|r| r.encrypted))
+        .map(|i| i + server_flight + 1)
+}
+
+/// Reads the end of a TLS 1.3 handshake from the records and which sides closed.
+pub fn tls13_end(recs: &[Rec], client_closed: bool, server_closed: bool) -> Tls13End {
+    let bs = bursts(recs);
+    let Some(sf) = server_flight(&bs) else {
         return Tls13End::NoClientFlight;
     };
-    let Some(cf) = bs
+    let Some(cf) = client_flight(&bs, sf) else {
+        return Tls13End::NoClientFlight;
+    };
+    let flight: Vec<&Rec> = bs[cf].recs.iter().filter(|r| r.encrypted).collect();
+    if flight.is_empty() {
+        return Tls13End::NoClientFlight;
+    }
+    // The client sent only alert-sized records after the server's flight, and left.
+    let client_after = bs
         .iter()
-        .skip(sf + 1)
-        .position(|b| b.from_client)
-        .map(|i| i + sf + 1)
-    else {
-        return Tls13End::NoClientFlight;
-    };
-    let client_enc: Vec<&Rec> = bs[cf].recs.iter().filter(|r| r.encrypted).collect();
-    let Some(first) = client_enc.first() else {
-        return Tls13End::NoClientFlight;
-    };
-    if first.len <= ALERT_MAX {
+        .skip(cf)
+        .filter(|b| b.from_client)
+        .flat_map(|b| &b.recs)
+        .filter(|r| r.encrypted);
+    if client_closed && client_after.clone().all(|r| r.len <= ALERT_MAX) {
         return Tls13End::ClientAlert;
     }
     let after: Vec<&Rec> = bs
@@ -126,13 +142,9 @@ pub fn tls13_end(recs: &[Rec], server_closed: bool) -> Tls13End {
         .filter(|b| !b.from_client)
         .flat_map(|b| &b.recs)
         .collect();
-    if server_closed
-        && after
-            .first()
-            .is_some_and(|r| r.encrypted && r.len <= ALERT_MAX)
-        && after.iter().all(|r| r.len <= ALERT_MAX)
+    if server_closed && !after.is_empty() && after.iter().all(|r| r.encrypted && r.len <= ALERT_MAX)
     {
-        let client_flight = client_enc.iter().map(|r| u32::from(r.len)).sum();
+        let client_flight = flight.iter().map(|r| u32::from(r.len)).sum();
         return Tls13End::ServerAlert { client_flight };
     }
     Tls13End::Finished
@@ -164,7 +176,7 @@ pub fn inner_shape(recs: &[Rec], tls13: bool) -> Option<InnerShape> {
         !b.from_client && b.recs.iter().any(|r| r.content_type == 22 && !r.encrypted)
     })?;
     // The client's second flight (certificate, verify, finished) follows the server flight.
-    let cf = bs.iter().skip(sf + 1).position(|b| b.from_client)? + sf + 1;
+    let cf = client_flight(&bs, sf)?;
     // Application data: the next client burst, skipping server session tickets between.
     let app = bs.iter().skip(cf + 1).position(|b| b.from_client)? + cf + 1;
     let is_app = |r: &Rec| r.content_type == 23;
@@ -232,7 +244,7 @@ mod tests {
     #[test]
     fn tls13_endings() {
         let ok = lab(89, 1258);
-        assert_eq!(tls13_end(&ok, true), Tls13End::Finished);
+        assert_eq!(tls13_end(&ok, true, true), Tls13End::Finished);
         // Client rejects the server's certificate: a 19-byte record instead of Finished.
         let client_alert = vec![
             rec(true, 22, 512, 1),
@@ -241,7 +253,35 @@ mod tests {
             rec(true, 20, 1, 3),
             rec(true, 23, 19, 3),
         ];
-        assert_eq!(tls13_end(&client_alert, true), Tls13End::ClientAlert);
+        assert_eq!(tls13_end(&client_alert, true, true), Tls13End::ClientAlert);
+        // An empty client Certificate in its own 25-byte record, then Finished: not an alert.
+        let empty_cert = vec![
+            rec(true, 22, 512, 1),
+            rec(false, 22, 122, 2),
+            rec(false, 23, 900, 2),
+            rec(true, 23, 25, 3),
+            rec(true, 23, 69, 3),
+        ];
+        assert_eq!(tls13_end(&empty_cert, true, true), Tls13End::Finished);
+        // A HelloRetryRequest first: the flight that counts follows the second ServerHello.
+        let hrr = vec![
+            rec(true, 22, 512, 1),
+            rec(false, 22, 88, 2),
+            rec(true, 22, 540, 3),
+            rec(false, 22, 122, 4),
+            rec(false, 23, 900, 4),
+            rec(true, 23, 53, 5),
+        ];
+        assert_eq!(tls13_end(&hrr, true, true), Tls13End::Finished);
+        // The client's compatibility CCS lands inside the server's flight.
+        let split = vec![
+            rec(true, 22, 394, 8),
+            rec(false, 22, 155, 9),
+            rec(true, 20, 1, 11),
+            rec(false, 23, 2168, 13),
+            rec(true, 23, 69, 18),
+        ];
+        assert_eq!(tls13_end(&split, true, false), Tls13End::Finished);
         // Server requires a certificate the client did not send: small flight, 19-byte answer, close.
         let cert_required = vec![
             rec(true, 22, 512, 1),
@@ -252,12 +292,12 @@ mod tests {
             rec(false, 23, 19, 4),
         ];
         assert_eq!(
-            tls13_end(&cert_required, true),
+            tls13_end(&cert_required, false, true),
             Tls13End::ServerAlert { client_flight: 61 }
         );
-        assert_eq!(tls13_end(&cert_required, false), Tls13End::Finished);
+        assert_eq!(tls13_end(&cert_required, false, false), Tls13End::Finished);
         assert_eq!(
-            tls13_end(&cert_required[..3], true),
+            tls13_end(&cert_required[..3], true, true),
             Tls13End::NoClientFlight
         );
     }

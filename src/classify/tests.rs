@@ -99,6 +99,7 @@ impl Case {
                 head,
                 records,
                 ifindex: None,
+                cut_short: false,
             }
         }
         Facts {

@@ -74,3 +74,28 @@ fn ssh_on_port_443_is_not_tls() {
         .expect("the TLS flow");
     assert_eq!(tls["app_protocol"], "tls");
 }
+
+/// Regression: after a HelloRetryRequest the server's compatibility ChangeCipherSpec must
+/// not hide the real ServerHello (suricata-verify bug-5758, zeek tls/hrr.pcap); and a
+/// client CCS arriving inside the server's flight must not hide the client's Finished
+/// (zeek ldap-starttls).
+#[test]
+fn tls13_compatibility_ccs_does_not_end_the_plaintext_handshake() {
+    let Some(dir) = shared() else { return };
+    for (file, cipher) in [
+        ("suricata-verify/bug-5758__input.pcap", "0x1302"),
+        ("zeek/tls__hrr.pcap", "0x1302"),
+        ("zeek/ldap__ldap-starttls.pcap", "0x1302"),
+    ] {
+        let (flows, _) = crate::support::analyze(&dir.join("captures-public").join(file), &[]);
+        let f = flows
+            .iter()
+            .find(|f| !f["tls"].is_null())
+            .expect("a TLS flow");
+        assert_eq!(
+            (f["tls"]["cipher"].as_str(), f["handshake"].as_str()),
+            (Some(cipher), Some("complete")),
+            "{file}"
+        );
+    }
+}

@@ -463,7 +463,18 @@ impl TlsAnalyzer {
         match ctype {
             20 => {
                 self.facts.change_cipher_spec[dir.idx()] = true;
-                self.dirs[dir.idx()].encrypted = true;
+                // In TLS 1.3 the ChangeCipherSpec is a middlebox-compatibility no-op (it
+                // may even precede a second ClientHello and ServerHello after a
+                // HelloRetryRequest); encryption starts with the ServerHello instead.
+                let tls13 = self.facts.hello_retry.is_some()
+                    || self
+                        .facts
+                        .server_hello
+                        .as_ref()
+                        .is_some_and(|sh| sh.version == 0x0304 || sh.version >> 8 == 0x7f);
+                if !tls13 {
+                    self.dirs[dir.idx()].encrypted = true;
+                }
             }
             21 => {
                 for a in body.chunks_exact(2) {
