@@ -63,6 +63,8 @@ pub struct Config {
     pub table: TableConfig,
     /// Table width (None: the terminal's, or unbounded).
     pub width: Option<u16>,
+    /// Table output: print each flow's evidence and diagnosis under the table.
+    pub explain: bool,
 }
 
 /// How a run ended.
@@ -170,7 +172,7 @@ fn write_records(
             serde_json::to_writer(&mut *out, summary)?;
             out.write_all(b"\n")?;
         }
-        Format::Table => report::table::write(out, records, summary, cfg.width)?,
+        Format::Table => report::table::write(out, records, summary, cfg.width, cfg.explain)?,
     }
     out.flush()
 }

@@ -54,6 +54,9 @@ pub struct AnalyzeArgs {
     /// Flows held at once (per worker); the least recently active are evicted beyond it.
     #[arg(long, value_name = "N", default_value_t = TableConfig::default().max_flows)]
     pub max_flows: usize,
+    /// Under the table, print each flow's evidence, pairing and diagnosis with its fix.
+    #[arg(long)]
+    pub explain: bool,
     /// Seconds without packets (capture time) after which a flow ends.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub idle_timeout: u64,
@@ -110,6 +113,7 @@ impl AnalyzeArgs {
                 ..defaults
             },
             width,
+            explain: self.explain,
         })
     }
 }

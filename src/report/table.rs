@@ -8,8 +8,18 @@ use comfy_table::{ContentArrangement, Table};
 use super::{FlowRecord, Summary};
 
 /// Column headers of the flow table.
-const HEADER: [&str; 9] = [
-    "frame", "client", "server", "proto", "class", "sni", "alpn", "version", "alerts",
+const HEADER: [&str; 11] = [
+    "frame",
+    "client → server",
+    "leg",
+    "proto",
+    "class",
+    "handshake",
+    "sni",
+    "alpn",
+    "version",
+    "alerts",
+    "diagnosis",
 ];
 
 fn row(r: &FlowRecord) -> Vec<String> {
@@ -17,10 +27,11 @@ fn row(r: &FlowRecord) -> Vec<String> {
     let dash = || "-".to_string();
     vec![
         r.first_frame.to_string(),
-        r.client.clone(),
-        r.server.clone(),
+        format!("{}\n→ {}", r.client, r.server),
+        r.leg.to_string(),
         r.app_protocol.unwrap_or("-").to_string(),
-        r.class.to_string(),
+        format!("{} ({})", r.class, r.confidence),
+        r.handshake.to_string(),
         tls.and_then(|t| t.sni.clone()).unwrap_or_else(dash),
         tls.and_then(|t| {
             let offered = t.alpn_offered.as_ref()?.join(",");
@@ -48,15 +59,44 @@ fn row(r: &FlowRecord) -> Vec<String> {
         })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(dash),
+        r.diagnosis
+            .as_ref()
+            .map_or_else(dash, |d| d.code.to_string()),
     ]
 }
 
-/// Writes the flows of one capture and a one-line summary.
+/// The evidence and diagnosis of each flow, for `--explain`.
+fn explain(out: &mut dyn Write, records: &[FlowRecord]) -> io::Result<()> {
+    for r in records {
+        writeln!(
+            out,
+            "frame {} {} → {}: {} ({}), {} leg",
+            r.first_frame, r.client, r.server, r.class, r.confidence, r.leg
+        )?;
+        writeln!(out, "  evidence: {}", r.evidence.join(", "))?;
+        if let Some(p) = &r.paired_with {
+            writeln!(
+                out,
+                "  paired with frame {} {} → {} ({})",
+                p.first_frame, p.client, p.server, p.link
+            )?;
+        }
+        if let Some(d) = &r.diagnosis {
+            writeln!(out, "  diagnosis {}: {}", d.code, d.summary)?;
+            writeln!(out, "  fix: {}", d.fix)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the flows of one capture, their explanations when `explain_flows` is set, and
+/// a one-line summary.
 pub fn write(
     out: &mut dyn Write,
     records: &[FlowRecord],
     summary: &Summary,
     width: Option<u16>,
+    explain_flows: bool,
 ) -> io::Result<()> {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED)
@@ -70,6 +110,9 @@ pub fn write(
     }
     if !records.is_empty() {
         writeln!(out, "{t}")?;
+    }
+    if explain_flows {
+        explain(out, records)?;
     }
     let classes: Vec<String> = summary
         .classes

@@ -173,3 +173,33 @@ fn bad_flags_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
 }
+
+#[test]
+fn explain_prints_evidence_and_the_fix() {
+    let path = captures().join("tls-alert-unknown-ca-lo.pcap");
+    let out = run(
+        &[
+            "analyze",
+            "--format",
+            "table",
+            "--explain",
+            path.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("untrusted-ca") && text.contains("evidence: client_hello"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fix: Give the client the server's CA"),
+        "{text}"
+    );
+    let plain = run(
+        &["analyze", "--format", "table", path.to_str().unwrap()],
+        None,
+    );
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("evidence:"));
+}
