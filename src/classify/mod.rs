@@ -758,13 +758,19 @@ fn double_wrap(f: &Facts<'_>, call: &mut Call) {
         return;
     }
     let recs = shape::timeline(f.client.records, f.server.records);
-    if let Some(s) = shape::inner_shape(&recs, f.tls13()) {
+    let outer = match &f.tls.server_hello {
+        Some(sh) if f.tls13() => shape::Outer::Tls13 {
+            finished_len: if sh.cipher == 0x1302 { 69 } else { 53 },
+        },
+        _ => shape::Outer::Tls12,
+    };
+    if let Some(s) = shape::inner_shape(&recs, outer) {
         if shape::looks_like_inner_handshake(&s) {
             call.class = Class::DoubleWrapped;
             call.confidence = Confidence::Medium;
             call.evidence.push(format!(
-                "inner_handshake_shape:{}/{}",
-                s.client_first, s.server_next
+                "inner_handshake_shape:{}/{}/{}",
+                s.client_first, s.server_next, s.client_next
             ));
         }
         return;

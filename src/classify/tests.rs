@@ -288,6 +288,7 @@ fn tcp_mode_mtls_with_an_inner_handshake_shape_is_double_wrapped_medium() {
     finished13(&mut c, 2025);
     c.records.0.push(sig(23, 534, 12));
     c.records.1.push(sig(23, 1445, 13));
+    c.records.0.push(sig(23, 97, 14));
     let v = c.verdict();
     assert_eq!(
         (v.class, v.confidence),
