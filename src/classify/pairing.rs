@@ -42,6 +42,9 @@ pub enum Link {
     SidecarOriginated,
     /// The pod-local plaintext is the decrypted side of the network leg's mesh mTLS.
     MeshHop,
+    /// Network plaintext that the server's sidecar accepted and passed to the app
+    /// (PERMISSIVE, or a port without mTLS).
+    Passthrough,
 }
 
 /// A network leg, its pod-local leg, and what the pair proves.
@@ -76,6 +79,8 @@ fn link_of(n: &LegView, p: &LegView) -> Option<Link> {
         Some(Link::MeshHop)
     } else if n.class == Class::AppTls && p.class == Class::Plaintext {
         Some(Link::SidecarOriginated)
+    } else if n.class == Class::Plaintext && p.class == Class::Plaintext && p.server == n.server {
+        Some(Link::Passthrough)
     } else {
         None
     }
@@ -269,6 +274,38 @@ mod tests {
                     link: Link::SidecarOriginated
                 }
             ]
+        );
+    }
+
+    #[test]
+    fn accepted_plaintext_pairs_with_its_inbound_hop() {
+        let v = [
+            view(
+                0,
+                "10.244.3.30:40000",
+                "10.244.2.20:8080",
+                Leg::Network,
+                Class::Plaintext,
+                false,
+                false,
+            ),
+            view(
+                1,
+                "127.0.0.6:50000",
+                "10.244.2.20:8080",
+                Leg::PodLocal,
+                Class::Plaintext,
+                false,
+                false,
+            ),
+        ];
+        assert_eq!(
+            pair(&v),
+            [Pair {
+                network: 0,
+                pod_local: 1,
+                link: Link::Passthrough
+            }]
         );
     }
 

@@ -205,7 +205,7 @@ pub struct PairRecord {
     pub client: String,
     /// Its server.
     pub server: String,
-    /// What the pair shows: `double-wrapped`, `sidecar-originated`, `mesh-hop`.
+    /// What the pair shows: `double-wrapped`, `sidecar-originated`, `mesh-hop`, `passthrough`.
     pub link: &'static str,
 }
 
@@ -591,6 +591,7 @@ pub fn link_legs(records: &mut [FlowRecord]) {
             Link::DoubleWrapped => "double-wrapped",
             Link::SidecarOriginated => "sidecar-originated",
             Link::MeshHop => "mesh-hop",
+            Link::Passthrough => "passthrough",
         };
         let refer = |r: &FlowRecord| PairRecord {
             first_frame: r.first_frame,
@@ -619,7 +620,7 @@ pub fn link_legs(records: &mut [FlowRecord]) {
             Link::SidecarOriginated => net
                 .evidence
                 .push(format!("sidecar_originated:{evidence_local}")),
-            Link::MeshHop => net.evidence.push(evidence_local),
+            Link::MeshHop | Link::Passthrough => net.evidence.push(evidence_local),
         }
         let local = &mut records[p.pod_local];
         local.paired_with = Some(to_net);
