@@ -45,6 +45,22 @@ pub fn double_tls() -> Diagnosis {
     }
 }
 
+/// Both legs of a "double TLS": the app's TLS refused by an outbound sidecar that expects
+/// plaintext and originates TLS itself (ServiceEntry https plus DestinationRule SIMPLE).
+pub fn double_tls_origination() -> Diagnosis {
+    Diagnosis {
+        code: "double-tls",
+        summary: "Double TLS: the app sent its own ClientHello to the sidecar, which expected plaintext (answered \
+                  it in clear: the app prints \"wrong version number\") and originates TLS itself on the network \
+                  leg."
+            .into(),
+        fix: "Originate TLS once: either the app sends plaintext (Service/ServiceEntry port protocol http, \
+              targetPort 443) and a DestinationRule tls.mode SIMPLE encrypts it, or drop the DestinationRule TLS \
+              and declare the port https/tls so the app's TLS passes through."
+            .into(),
+    }
+}
+
 /// The diagnosis of a flow, from its class, leg and handshake failure.
 pub fn diagnose(
     f: &Facts<'_>,

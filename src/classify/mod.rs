@@ -350,7 +350,8 @@ pub fn handshake(f: &Facts<'_>) -> (Handshake, Option<Failure>) {
         && !f.server.records.is_empty()
         && tls.server_hello.is_none()
     {
-        return (Handshake::Failed, Some(Failure::TlsReplyToPlaintext));
+        // The client never attempted TLS: no handshake, but the answer explains the failure.
+        return (Handshake::None, Some(Failure::TlsReplyToPlaintext));
     }
     if tls.client_hello.is_none() && tls.server_hello.is_none() {
         return (Handshake::NotSeen, None);
@@ -807,6 +808,12 @@ pub fn judge(f: &Facts<'_>) -> Verdict {
     });
     double_wrap(f, &mut call);
     let leg = leg(f);
+    // On the network leg, TLS without a mesh signature may also be a sidecar originating it
+    // for a DestinationRule SIMPLE/MUTUAL; only the pod-local leg or a paired leg proves
+    // it is the application's own.
+    if call.class == Class::AppTls && leg == Leg::Network && call.confidence == Confidence::High {
+        call.confidence = Confidence::Medium;
+    }
     let (handshake, failure) = handshake(f);
     let diagnosis = diagnose::diagnose(f, call.class, leg, failure);
     Verdict {

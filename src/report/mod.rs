@@ -205,7 +205,8 @@ pub struct PairRecord {
     pub client: String,
     /// Its server.
     pub server: String,
-    /// What the pair shows: `double-wrapped`, `sidecar-originated`, `mesh-hop`, `passthrough`.
+    /// What the pair shows: `double-wrapped`, `double-tls`, `sidecar-originated`,
+    /// `mesh-hop`, `passthrough`.
     pub link: &'static str,
 }
 
@@ -555,25 +556,23 @@ fn class_of(name: &str) -> Class {
 /// [`classify::pairing`]) and updates both records: `paired_with` on each, and on a
 /// double-wrapped pair the class, high confidence, evidence and diagnosis.
 pub fn link_legs(records: &mut [FlowRecord]) {
+    let unknown = crate::decode::Endpoint {
+        ip: [0, 0, 0, 0].into(),
+        port: 0,
+    };
     let views: Vec<LegView> = records
         .iter()
         .map(|r| {
             let alpn = r
                 .tls
                 .as_ref()
-                .and_then(|t| t.alpn_offered.clone())
+                .and_then(|t| t.alpn_offered.as_deref())
                 .unwrap_or_default();
             let has = |a: &str| alpn.iter().any(|x| x == a);
             LegView {
                 first_ts: r.pairing.first_ts,
-                client: r.pairing.client.unwrap_or(crate::decode::Endpoint {
-                    ip: [0, 0, 0, 0].into(),
-                    port: 0,
-                }),
-                server: r.pairing.server.unwrap_or(crate::decode::Endpoint {
-                    ip: [0, 0, 0, 0].into(),
-                    port: 0,
-                }),
+                client: r.pairing.client.unwrap_or(unknown),
+                server: r.pairing.server.unwrap_or(unknown),
                 leg: if r.leg == Leg::PodLocal.name() {
                     Leg::PodLocal
                 } else {
@@ -583,12 +582,18 @@ pub fn link_legs(records: &mut [FlowRecord]) {
                 client_hello: r.tls.as_ref().is_some_and(|t| t.client_hellos > 0),
                 tcp_mode_mtls: (has("istio-peer-exchange") || has("istio"))
                     && !mesh::ISTIO_HTTP_ALPN.iter().any(|a| has(a)),
+                handshake_ok: matches!(r.handshake, "complete" | "resumed"),
+                tls_answered_in_clear: r
+                    .diagnosis
+                    .as_ref()
+                    .is_some_and(|d| d.code == "tls-to-plaintext-port"),
             }
         })
         .collect();
     for p in pairing::pair(&views) {
         let link = match p.link {
             Link::DoubleWrapped => "double-wrapped",
+            Link::DoubleTls => "double-tls",
             Link::SidecarOriginated => "sidecar-originated",
             Link::MeshHop => "mesh-hop",
             Link::Passthrough => "passthrough",
@@ -610,23 +615,39 @@ pub fn link_legs(records: &mut [FlowRecord]) {
                 net.confidence = classify::Confidence::High.name();
                 net.evidence
                     .push(format!("inner_client_hello_on_{evidence_local}"));
-                let d = classify::diagnose::double_tls();
-                net.diagnosis = Some(DiagnosisRecord {
-                    code: d.code,
-                    summary: d.summary,
-                    fix: d.fix,
-                });
+                net.diagnosis = Some(classify::diagnose::double_tls().into());
             }
-            Link::SidecarOriginated => net
-                .evidence
-                .push(format!("sidecar_originated:{evidence_local}")),
+            Link::SidecarOriginated => {
+                net.confidence = classify::Confidence::High.name();
+                net.evidence
+                    .push(format!("sidecar_originated:{evidence_local}"));
+            }
+            Link::DoubleTls => {
+                net.evidence
+                    .push(format!("sidecar_originated:{evidence_local}"));
+                net.diagnosis = Some(classify::diagnose::double_tls_origination().into());
+            }
             Link::MeshHop | Link::Passthrough => net.evidence.push(evidence_local),
         }
         let local = &mut records[p.pod_local];
         local.paired_with = Some(to_net);
         local.evidence.push(evidence_net);
-        if p.link == Link::DoubleWrapped {
-            local.evidence.push("inner_tls_of_double_wrapped".into());
+        match p.link {
+            Link::DoubleWrapped => local.evidence.push("inner_tls_of_double_wrapped".into()),
+            Link::DoubleTls => {
+                local.diagnosis = Some(classify::diagnose::double_tls_origination().into())
+            }
+            _ => {}
+        }
+    }
+}
+
+impl From<classify::Diagnosis> for DiagnosisRecord {
+    fn from(d: classify::Diagnosis) -> DiagnosisRecord {
+        DiagnosisRecord {
+            code: d.code,
+            summary: d.summary,
+            fix: d.fix,
         }
     }
 }
