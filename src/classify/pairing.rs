@@ -49,8 +49,8 @@ pub enum Link {
     /// The app's own TLS reached a sidecar expecting plaintext, which originated TLS of
     /// its own on the network leg: "double TLS" (the app sees "wrong version number").
     DoubleTls,
-    /// Network plaintext that the server's sidecar accepted and passed to the app
-    /// (PERMISSIVE, or a port without mTLS).
+    /// Network plaintext, or the app's own TLS, that the server's sidecar accepted and
+    /// passed to the app unchanged (PERMISSIVE, or a port without mTLS).
     Passthrough,
 }
 
@@ -92,7 +92,10 @@ fn link_of(n: &LegView, p: &LegView) -> Option<Link> {
         Some(Link::DoubleTls)
     } else if n.class == Class::AppTls && p.class == Class::Plaintext {
         Some(Link::SidecarOriginated)
-    } else if n.class == Class::Plaintext && p.class == Class::Plaintext && p.server == n.server {
+    } else if matches!(n.class, Class::Plaintext | Class::AppTls)
+        && p.class == n.class
+        && p.server == n.server
+    {
         Some(Link::Passthrough)
     } else {
         None

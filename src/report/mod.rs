@@ -467,7 +467,8 @@ pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> FlowRecord {
     let verdict = classify::judge(&Facts::of(flow, roles));
     let tls = tls_record(flow, c);
     let any_payload = flow.half.iter().any(|h| h.bytes > 0);
-    let app_protocol = if tls.is_some() {
+    // A cleartext request answered with TLS still spoke its cleartext protocol.
+    let app_protocol = if tls.is_some() && verdict.class != Class::Plaintext {
         Some("tls")
     } else if !any_payload {
         None
