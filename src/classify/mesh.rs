@@ -99,8 +99,9 @@ pub fn linkerd_sni(sni: &str) -> Option<(String, String)> {
         .then(|| (ns.to_string(), sa.to_string()))
 }
 
-/// Consul Connect SNI: `...<dc>.internal.<td>.consul`, `internal-v1`, or `.query.` → service.
-pub fn consul_sni(sni: &str) -> Option<String> {
+/// Consul Connect SNI: `<svc>.<ns>.<dc>.internal.<td>.consul` (also `internal-v1`, with a
+/// partition, and `query` for prepared queries) → (service, namespace).
+pub fn consul_sni(sni: &str) -> Option<(String, String)> {
     if !sni.ends_with(".consul") {
         return None;
     }
@@ -108,7 +109,7 @@ pub fn consul_sni(sni: &str) -> Option<String> {
     let kind = labels
         .iter()
         .position(|l| matches!(*l, "internal" | "internal-v1" | "query"))?;
-    (kind >= 2).then(|| labels[0].to_string())
+    (kind >= 3).then(|| (labels[0].to_string(), labels[1].to_string()))
 }
 
 /// Whether a name looks like a host name a user typed (not an IP, not a mesh name).

@@ -618,7 +618,8 @@ fn rule_linkerd(f: &Facts<'_>) -> Option<Call> {
 fn rule_consul(f: &Facts<'_>) -> Option<Call> {
     let (client_identity, server_identity) = identities(f);
     let consul_id = |i: &Option<Identity>| i.as_ref().is_some_and(|i| i.uri.contains("/dc/"));
-    let service = f.sni().and_then(mesh::consul_sni);
+    let sni = f.sni().and_then(mesh::consul_sni);
+    let (service, namespace) = (sni.as_ref().map(|s| s.0.clone()), sni.map(|s| s.1));
     if service.is_none() && !consul_id(&server_identity) && !consul_id(&client_identity) {
         return None;
     }
@@ -633,6 +634,7 @@ fn rule_consul(f: &Facts<'_>) -> Option<Call> {
         mesh: Some(Mesh {
             kind: "consul",
             service,
+            namespace,
             client_identity,
             server_identity,
             ..Mesh::default()
