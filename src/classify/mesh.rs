@@ -163,7 +163,7 @@ mod tests {
         assert_eq!(linkerd_sni("web.example.com"), None);
         assert_eq!(
             consul_sni("web.default.dc1.internal.0b3e1a8c-6f0e-4a5c-9c1e-5a9e7e2b7c11.consul"),
-            Some("web".into())
+            Some(("web".into(), "default".into()))
         );
         assert_eq!(consul_sni("consul.io"), None);
         assert!(plain_hostname("api.example.com"));
