@@ -6,8 +6,9 @@ use super::mesh;
 use super::{Class, Facts, Failure, Leg, TELEMETRY_PORTS, private_ip};
 use crate::analyzers::tls::names;
 
-/// What went wrong on a flow (or, for `double-tls`, what is worth knowing).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What went wrong on a flow (or, for `double-tls`, what is worth knowing); serialized
+/// as the flow record's `diagnosis`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Diagnosis {
     /// Stable code (see docs/flow-record.md).
     pub code: &'static str,

@@ -20,8 +20,8 @@ pub const ISTIO_HTTP_ALPN: [&str; 3] = ["istio-http/1.0", "istio-http/1.1", "ist
 /// HBONE's port.
 pub const HBONE_PORT: u16 = 15008;
 
-/// A workload identity from a SPIFFE ID.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A workload identity from a SPIFFE ID (serialized in the flow record's `mesh`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Identity {
     /// The whole URI.
     pub uri: String,

@@ -421,8 +421,8 @@ pub fn handshake(f: &Facts<'_>) -> (Handshake, Option<Failure>) {
     }
 }
 
-/// Mesh details of a flow.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Mesh details of a flow (serialized as the flow record's `mesh`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Mesh {
     /// `istio-sidecar`, `istio-ambient`, `linkerd`, `consul`.
     pub kind: &'static str,

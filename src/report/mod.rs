@@ -16,7 +16,7 @@ use crate::analyzers::tls::names;
 use crate::analyzers::{ConnAnalyzer, plain};
 use crate::capture::Timestamp;
 use crate::classify::pairing::{self, LegView, Link};
-use crate::classify::{self, Class, Facts, Leg, mesh};
+use crate::classify::{self, Class, Diagnosis, Facts, Leg, Mesh, mesh};
 use crate::flow::{Dir, EndReason, Flow};
 
 /// Version of the JSON Lines schema; bumped only on a breaking change.
@@ -136,53 +136,6 @@ pub struct TlsRecord {
     pub app_data_records: PerSide,
 }
 
-/// A SPIFFE workload identity.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct IdentityRecord {
-    /// The SPIFFE ID.
-    pub uri: String,
-    /// Trust domain.
-    pub trust_domain: String,
-    /// Namespace.
-    pub ns: String,
-    /// Service account (Consul: service).
-    pub sa: String,
-}
-
-/// Mesh details.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct MeshRecord {
-    /// `istio-sidecar`, `istio-ambient`, `linkerd`, `consul`.
-    pub kind: &'static str,
-    /// Service port from Istio's SNI.
-    pub port: Option<u16>,
-    /// Subset from Istio's SNI (empty: none).
-    pub subset: Option<String>,
-    /// Service.
-    pub service: Option<String>,
-    /// Namespace.
-    pub namespace: Option<String>,
-    /// Service host.
-    pub host: Option<String>,
-    /// Client workload identity, when its certificate is visible.
-    pub client_identity: Option<IdentityRecord>,
-    /// Server workload identity, when its certificate is visible.
-    pub server_identity: Option<IdentityRecord>,
-    /// Ambient: `ztunnel` or `envoy`, by the ClientHello's fingerprint.
-    pub proxy: Option<&'static str>,
-}
-
-/// A diagnosis.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct DiagnosisRecord {
-    /// Stable code.
-    pub code: &'static str,
-    /// What happened, in the client's words.
-    pub summary: String,
-    /// The setting that fixes it.
-    pub fix: String,
-}
-
 /// Cleartext HTTP/1.x facts (never header values other than Host).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HttpRecord {
@@ -256,9 +209,9 @@ pub struct FlowRecord {
     /// TLS handshake outcome.
     pub handshake: &'static str,
     /// What went wrong, or null when healthy.
-    pub diagnosis: Option<DiagnosisRecord>,
+    pub diagnosis: Option<Diagnosis>,
     /// Mesh details, for mesh mTLS.
-    pub mesh: Option<MeshRecord>,
+    pub mesh: Option<Mesh>,
     /// Cleartext HTTP facts.
     pub http: Option<HttpRecord>,
     /// The other leg of the same request, when the capture holds both.
@@ -451,15 +404,6 @@ fn end_name(end: Option<EndReason>) -> &'static str {
     }
 }
 
-fn identity(i: mesh::Identity) -> IdentityRecord {
-    IdentityRecord {
-        uri: i.uri,
-        trust_domain: i.trust_domain,
-        ns: i.ns,
-        sa: i.sa,
-    }
-}
-
 /// Builds the record of a finished flow.
 pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> FlowRecord {
     let roles = classify::roles(flow);
@@ -512,22 +456,8 @@ pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> FlowRecord {
         evidence: verdict.evidence,
         leg: verdict.leg.name(),
         handshake: verdict.handshake.name(),
-        diagnosis: verdict.diagnosis.map(|d| DiagnosisRecord {
-            code: d.code,
-            summary: d.summary,
-            fix: d.fix,
-        }),
-        mesh: verdict.mesh.map(|m| MeshRecord {
-            kind: m.kind,
-            port: m.port,
-            subset: m.subset,
-            service: m.service,
-            namespace: m.namespace,
-            host: m.host,
-            client_identity: m.client_identity.map(identity),
-            server_identity: m.server_identity.map(identity),
-            proxy: m.proxy,
-        }),
+        diagnosis: verdict.diagnosis,
+        mesh: verdict.mesh,
         http,
         paired_with: None,
         tls,
@@ -616,7 +546,7 @@ pub fn link_legs(records: &mut [FlowRecord]) {
                 net.confidence = classify::Confidence::High.name();
                 net.evidence
                     .push(format!("inner_client_hello_on_{evidence_local}"));
-                net.diagnosis = Some(classify::diagnose::double_tls().into());
+                net.diagnosis = Some(classify::diagnose::double_tls());
             }
             Link::SidecarOriginated => {
                 net.confidence = classify::Confidence::High.name();
@@ -626,7 +556,7 @@ pub fn link_legs(records: &mut [FlowRecord]) {
             Link::DoubleTls => {
                 net.evidence
                     .push(format!("sidecar_originated:{evidence_local}"));
-                net.diagnosis = Some(classify::diagnose::double_tls_origination().into());
+                net.diagnosis = Some(classify::diagnose::double_tls_origination());
             }
             Link::MeshHop | Link::Passthrough => net.evidence.push(evidence_local),
         }
@@ -635,20 +565,8 @@ pub fn link_legs(records: &mut [FlowRecord]) {
         local.evidence.push(evidence_net);
         match p.link {
             Link::DoubleWrapped => local.evidence.push("inner_tls_of_double_wrapped".into()),
-            Link::DoubleTls => {
-                local.diagnosis = Some(classify::diagnose::double_tls_origination().into())
-            }
+            Link::DoubleTls => local.diagnosis = Some(classify::diagnose::double_tls_origination()),
             _ => {}
-        }
-    }
-}
-
-impl From<classify::Diagnosis> for DiagnosisRecord {
-    fn from(d: classify::Diagnosis) -> DiagnosisRecord {
-        DiagnosisRecord {
-            code: d.code,
-            summary: d.summary,
-            fix: d.fix,
         }
     }
 }
