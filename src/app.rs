@@ -20,8 +20,9 @@
 //!   deadline passed), turns every finished flow into a record, and sends the records
 //!   with a *watermark*: no later record of this worker can sort before it.
 //! * The **printer** (the calling thread) merges the workers' records by their decision
-//!   key ([`Decided`]) and prints a record as soon as every worker's watermark has passed
-//!   it. It is the only writer to stdout.
+//!   key ([`Decided`]) as soon as every worker's watermark has passed them, pairs the two
+//!   legs of each request ([`Pairer`]: a record waits at most 4 s of capture time for its
+//!   partner), and writes. It is the only writer to stdout.
 //!
 //! With `--threads 1` the reader runs the one shard itself (no batches, no copies); the
 //! code path is otherwise the same.
@@ -149,6 +150,8 @@ pub struct Config {
     pub progress: bool,
     /// List capture interfaces instead of analyzing.
     pub list_interfaces: bool,
+    /// Table output: under each row, the flow's evidence, pairing and diagnosis.
+    pub explain: bool,
 }
 
 /// How a run ended.
@@ -542,17 +545,6 @@ impl Merger {
         self.upto[shard] = upto;
     }
 
-    /// Whether a record can be popped.
-    fn ready(&self) -> bool {
-        let Some(limit) = self.upto.iter().min() else {
-            return false;
-        };
-        self.queues
-            .iter()
-            .filter_map(|q| q.front())
-            .any(|o| o.decided <= *limit)
-    }
-
     /// The next record every worker has moved past, if any.
     fn pop(&mut self) -> Option<Out> {
         let limit = self.upto.iter().min().copied()?;
@@ -567,12 +559,187 @@ impl Merger {
     }
 }
 
+/// Capture time a leg waits, after the pairing window, for its partner to be decided
+/// (see [`Pairer`]).
+pub const PAIR_HOLD: i64 = 2_000_000_000;
+
+/// A record held by the [`Pairer`].
+struct Held {
+    out: Out,
+    /// Capture clock of its decision (`i64::MAX` at the end of input).
+    decided: i64,
+    /// When it may be written.
+    release: i64,
+    network: bool,
+    taken: bool,
+}
+
+/// Pairs the two legs of a request (a network flow and its pod-local hop) in the stream,
+/// with [`report::link_legs`], the function the whole-capture pass uses.
+///
+/// Legs start within `classify::pairing::WINDOW` (W) of each other but end when they
+/// end, so records wait here: a network leg is paired at
+/// `max(decided, first_ts + W + PAIR_HOLD)` with the untaken pod-local legs decided by
+/// then (network legs in that order, then by first frame: the greedy of the whole-capture
+/// pass); a pod-local leg is written at `max(decided, first_ts + 2W + PAIR_HOLD)`, after
+/// every network leg that could take it. Every key is a capture-clock value, so the result
+/// is the same for any thread count. It matches the whole-capture pairing whenever both
+/// legs are decided within PAIR_HOLD of the window; a leg still open later is written
+/// unpaired. Records wait at most `2W + PAIR_HOLD` of capture time beyond their decision.
+/// Early records (`--early`) do not wait and are not paired.
+struct Pairer {
+    held: std::collections::HashMap<u64, Held>,
+    next_id: u64,
+    /// Write order: (release, decision, id).
+    by_release: std::collections::BTreeSet<(i64, Decided, u64)>,
+    /// Network legs to pair: (pairing time, first frame, id).
+    network: std::collections::BTreeSet<(i64, u64, u64)>,
+    /// Pod-local legs by start: (first_ts, first frame, id).
+    pod_local: std::collections::BTreeSet<(i64, u64, u64)>,
+}
+
+impl Pairer {
+    fn new() -> Pairer {
+        Pairer {
+            held: std::collections::HashMap::new(),
+            next_id: 0,
+            by_release: Default::default(),
+            network: Default::default(),
+            pod_local: Default::default(),
+        }
+    }
+
+    fn add(&mut self, out: Out) {
+        const W: i64 = crate::classify::pairing::WINDOW;
+        let id = self.next_id;
+        self.next_id += 1;
+        let decided = if out.decided.phase == 2 {
+            i64::MAX
+        } else {
+            out.decided.clock
+        };
+        let r = &out.record;
+        let start = r.pairing.first_ts;
+        let (release, network) = if r.end == EARLY_END {
+            (decided, false)
+        } else if r.leg == crate::classify::Leg::PodLocal.name() {
+            let release = decided.max(start.saturating_add(2 * W + PAIR_HOLD));
+            self.pod_local.insert((start, r.first_frame, id));
+            (release, false)
+        } else {
+            let at = decided.max(start.saturating_add(W + PAIR_HOLD));
+            self.network.insert((at, r.first_frame, id));
+            (at, true)
+        };
+        let decided_key = out.decided;
+        self.held.insert(
+            id,
+            Held {
+                out,
+                decided,
+                release,
+                network,
+                taken: false,
+            },
+        );
+        self.by_release.insert((release, decided_key, id));
+    }
+
+    /// Pairs and releases everything due before capture clock `limit` (all of it when
+    /// `None`), in order.
+    fn advance(&mut self, limit: Option<i64>, out: &mut Vec<Out>) {
+        const W: i64 = crate::classify::pairing::WINDOW;
+        let due = |t: i64| limit.is_none_or(|l| t < l);
+        while let Some(&(at, ff, id)) = self.network.first() {
+            if !due(at) {
+                break;
+            }
+            self.network.remove(&(at, ff, id));
+            let Some(n) = self.held.get(&id) else {
+                continue;
+            };
+            let start = n.out.record.pairing.first_ts;
+            let lo = (start.saturating_sub(W), 0, 0);
+            let hi = (start.saturating_add(W), u64::MAX, u64::MAX);
+            let mut cands: Vec<(u64, u64)> = self
+                .pod_local
+                .range(lo..=hi)
+                .filter(|(_, _, pid)| {
+                    self.held
+                        .get(pid)
+                        .is_some_and(|p| !p.taken && p.decided <= at && p.release >= at)
+                })
+                .map(|&(_, pff, pid)| (pff, pid))
+                .collect();
+            if cands.is_empty() {
+                continue;
+            }
+            cands.sort_unstable();
+            let ids = std::iter::once(id).chain(cands.iter().map(|c| c.1));
+            let lent: Vec<(u64, Held)> = ids
+                .filter_map(|i| self.held.remove(&i).map(|h| (i, h)))
+                .collect();
+            let mut records = Vec::with_capacity(lent.len());
+            let mut rest = Vec::with_capacity(lent.len());
+            for (i, h) in lent {
+                let Held {
+                    out,
+                    decided,
+                    release,
+                    network,
+                    taken,
+                } = h;
+                let Out {
+                    decided: key,
+                    record,
+                    line,
+                } = out;
+                records.push(record);
+                rest.push((i, key, line, decided, release, network, taken));
+            }
+            report::link_legs(&mut records);
+            for ((i, key, line, decided, release, network, taken), record) in
+                rest.into_iter().zip(records)
+            {
+                let paired = record.paired_with.is_some();
+                let held = Held {
+                    out: Out {
+                        decided: key,
+                        // Pairing changed the record: its serialized line is stale.
+                        line: if paired { None } else { line },
+                        record,
+                    },
+                    decided,
+                    release,
+                    network,
+                    taken: taken || (paired && !network),
+                };
+                self.held.insert(i, held);
+            }
+        }
+        while let Some(&(release, d, id)) = self.by_release.first() {
+            if !due(release) {
+                break;
+            }
+            self.by_release.remove(&(release, d, id));
+            if let Some(h) = self.held.remove(&id) {
+                let r = &h.out.record;
+                self.pod_local
+                    .remove(&(r.pairing.first_ts, r.first_frame, id));
+                out.push(h.out);
+            }
+        }
+    }
+}
+
 /// Writes records and summaries in the chosen format.
 struct Printer<'o> {
     out: &'o mut dyn Write,
     format: Format,
     table: Option<TableWriter>,
     width: Option<u16>,
+    /// Table: explain each flow under its row.
+    explain: bool,
     /// Flush after every group of records (streams), not only when the buffer fills.
     eager: bool,
     progress: Option<indicatif::ProgressBar>,
@@ -589,9 +756,9 @@ impl Printer<'_> {
                 self.out.write_all(b"\n")
             }
             (Format::Table, None) => {
-                let width = self.width;
+                let (width, explain) = (self.width, self.explain);
                 self.table
-                    .get_or_insert_with(|| TableWriter::new(width))
+                    .get_or_insert_with(|| TableWriter::new(width, explain))
                     .row(&mut *self.out, &o.record)
             }
         }
@@ -945,6 +1112,7 @@ fn analyze(
         format: cfg.format,
         table: None,
         width: cfg.width,
+        explain: cfg.explain,
         eager: input.is_stream(),
         progress: None,
         shares_terminal: io::stdout().is_terminal(),
@@ -1169,13 +1337,17 @@ fn print(
     printer: &mut Printer<'_>,
 ) -> io::Result<(Summary, ShardStats)> {
     let mut merger = Merger::new(shards);
+    let mut pairer = Pairer::new();
+    let mut ready = Vec::new();
     let mut summary = empty_summary(name);
     let mut stats = ShardStats::default();
     let mut done = 0;
-    let mut emit = |printer: &mut Printer<'_>, o: Out| -> io::Result<()> {
-        printer.record(&o)?;
-        if o.record.end != EARLY_END {
-            summary.count(&o.record);
+    let mut emit = |printer: &mut Printer<'_>, ready: &mut Vec<Out>| -> io::Result<()> {
+        for o in ready.drain(..) {
+            printer.record(&o)?;
+            if o.record.end != EARLY_END {
+                summary.count(&o.record);
+            }
         }
         Ok(())
     };
@@ -1195,11 +1367,15 @@ fn print(
                 done += 1;
             }
         }
-        if merger.ready() {
+        while let Some(r) = merger.pop() {
+            pairer.add(r);
+        }
+        // Every decision before this capture clock is known.
+        let known = merger.upto.iter().min().map(|u| u.clock);
+        pairer.advance(known.filter(|c| *c < i64::MAX), &mut ready);
+        if !ready.is_empty() {
             printer.group(|printer| {
-                while let Some(r) = merger.pop() {
-                    emit(printer, r)?;
-                }
+                emit(printer, &mut ready)?;
                 if printer.eager {
                     printer.out.flush()?;
                 }
@@ -1207,13 +1383,12 @@ fn print(
             })?;
         }
     }
-    // Whatever a vanished worker left behind.
+    // Whatever a vanished worker left behind, and every leg still held.
     merger.upto.iter_mut().for_each(|u| *u = Decided::END);
-    printer.group(|printer| {
-        while let Some(r) = merger.pop() {
-            emit(printer, r)?;
-        }
-        Ok(())
-    })?;
+    while let Some(r) = merger.pop() {
+        pairer.add(r);
+    }
+    pairer.advance(None, &mut ready);
+    printer.group(|printer| emit(printer, &mut ready))?;
     Ok((summary, stats))
 }

@@ -78,6 +78,9 @@ pub struct AnalyzeArgs {
     /// beyond it, and counted in the summary.
     #[arg(long, value_name = "N", default_value_t = TableConfig::default().max_flows)]
     pub max_flows: usize,
+    /// Under each table row, print the flow's evidence, pairing and diagnosis with its fix.
+    #[arg(long)]
+    pub explain: bool,
     /// Seconds without packets after which a flow ends (capture time; on a quiet stream
     /// or interface, wall time).
     #[arg(long, value_name = "SECS", default_value_t = 300)]
@@ -152,6 +155,7 @@ impl AnalyzeArgs {
                 ..defaults
             },
             width,
+            explain: self.explain,
         })
     }
 }

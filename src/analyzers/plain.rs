@@ -98,6 +98,75 @@ pub fn detect(client: &[u8], server: &[u8]) -> Option<&'static str> {
     None
 }
 
+/// What an HTTP/1.x exchange shows in its first lines. Only the request line's method
+/// and path (query string removed), the Host header's value and the response status are
+/// kept: other header values may carry credentials and are never read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpFacts {
+    /// Request method.
+    pub method: Option<String>,
+    /// Request path, without query string or fragment.
+    pub path: Option<String>,
+    /// Host header value.
+    pub host: Option<String>,
+    /// Response status code.
+    pub status: Option<u16>,
+}
+
+fn first_line(b: &[u8]) -> &[u8] {
+    let end = b
+        .iter()
+        .position(|&c| c == b'\r' || c == b'\n')
+        .unwrap_or(b.len());
+    &b[..end]
+}
+
+fn printable(b: &[u8], max: usize) -> String {
+    b.iter()
+        .take(max)
+        .map(|&c| {
+            if (0x21..0x7f).contains(&c) {
+                c as char
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+/// Reads the request line and Host of `client`, and the status of `server`.
+pub fn http_facts(client: &[u8], server: &[u8]) -> HttpFacts {
+    let mut f = HttpFacts::default();
+    if is_http_request(client) {
+        let mut parts = first_line(client).split(|&c| c == b' ');
+        f.method = parts.next().map(|m| printable(m, 16));
+        f.path = parts.next().map(|p| {
+            let end = p
+                .iter()
+                .position(|&c| c == b'?' || c == b'#')
+                .unwrap_or(p.len());
+            printable(&p[..end], 256)
+        });
+        for line in client.split(|&c| c == b'\n').skip(1) {
+            let line = first_line(line);
+            if line.is_empty() {
+                break;
+            }
+            if starts_ci(line, b"host:") {
+                f.host = Some(printable(line[5..].trim_ascii(), 256));
+            }
+        }
+    }
+    if server.starts_with(b"HTTP/1.") {
+        f.status = first_line(server)
+            .split(|&c| c == b' ')
+            .nth(1)
+            .and_then(|c| std::str::from_utf8(c).ok())
+            .and_then(|c| c.parse().ok());
+    }
+    f
+}
+
 /// Whether `b` is mostly printable text (a hint that an unknown protocol is cleartext).
 pub fn looks_textual(b: &[u8]) -> bool {
     !b.is_empty()
@@ -135,6 +204,18 @@ mod tests {
         assert_eq!(detect(b"SSH-2.0-x\r\n", b""), Some("ssh"));
         assert_eq!(detect(&[0x16, 3, 1], &[0x16, 3, 3]), None);
         assert!(looks_textual(b"hello\r\n"));
+        let f = http_facts(
+            b"GET /api/items?token=secret HTTP/1.1\r\nAuthorization: Bearer x\r\nHost: web.shop.svc\r\n\r\n",
+            b"HTTP/1.1 503 Service Unavailable\r\n",
+        );
+        assert_eq!(f.method.as_deref(), Some("GET"));
+        assert_eq!(f.path.as_deref(), Some("/api/items"));
+        assert_eq!(f.host.as_deref(), Some("web.shop.svc"));
+        assert_eq!(f.status, Some(503));
+        assert_eq!(
+            http_facts(b"\x16\x03\x01", b"HTTP/1.1 400 Bad Request\r\n").status,
+            Some(400)
+        );
         assert!(!looks_textual(&[0, 1, 2, 3]));
     }
 }

@@ -143,6 +143,11 @@ impl Reassembler {
         self.next
     }
 
+    /// Whether delivery stopped at the depth limit.
+    pub fn depth_reached(&self) -> bool {
+        self.next >= self.limits.depth
+    }
+
     /// Whether bytes are still buffered and delivered.
     pub fn is_active(&self) -> bool {
         self.active

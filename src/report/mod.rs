@@ -15,7 +15,8 @@ use crate::analyzers::tls::cert::CertSummary;
 use crate::analyzers::tls::names;
 use crate::analyzers::{ConnAnalyzer, plain};
 use crate::capture::Timestamp;
-use crate::classify;
+use crate::classify::pairing::{self, LegView, Link};
+use crate::classify::{self, Class, Diagnosis, Facts, Leg, Mesh, mesh};
 use crate::flow::{Dir, EndReason, Flow};
 
 /// Version of the JSON Lines schema; bumped only on a breaking change.
@@ -104,6 +105,8 @@ pub struct TlsRecord {
     pub server_certificate: bool,
     /// Certificates in it.
     pub server_certificate_count: Option<usize>,
+    /// Summaries of the client's chain, when visible (TLS ≤ 1.2; at most 8).
+    pub client_certificates: Vec<CertSummary>,
     /// Summaries of the server's chain, when visible (at most 8; certificates that do not
     /// parse, or that exceed the reassembly bounds, are counted but not summarized).
     pub server_certificates: Vec<CertSummary>,
@@ -131,6 +134,33 @@ pub struct TlsRecord {
     pub preamble: Option<String>,
     /// Application data records.
     pub app_data_records: PerSide,
+}
+
+/// Cleartext HTTP/1.x facts (never header values other than Host).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HttpRecord {
+    /// Request method.
+    pub method: Option<String>,
+    /// Request path without query string.
+    pub path: Option<String>,
+    /// Host header.
+    pub host: Option<String>,
+    /// Response status.
+    pub status: Option<u16>,
+}
+
+/// The other leg of the same request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PairRecord {
+    /// Its first frame.
+    pub first_frame: u64,
+    /// Its client.
+    pub client: String,
+    /// Its server.
+    pub server: String,
+    /// What the pair shows: `double-wrapped`, `double-tls`, `sidecar-originated`,
+    /// `mesh-hop`, `passthrough`.
+    pub link: &'static str,
 }
 
 /// One flow, as printed.
@@ -174,8 +204,34 @@ pub struct FlowRecord {
     pub confidence: &'static str,
     /// Facts behind the class.
     pub evidence: Vec<String>,
+    /// `network` or `pod-local`.
+    pub leg: &'static str,
+    /// TLS handshake outcome.
+    pub handshake: &'static str,
+    /// What went wrong, or null when healthy.
+    pub diagnosis: Option<Diagnosis>,
+    /// Mesh details, for mesh mTLS.
+    pub mesh: Option<Mesh>,
+    /// Cleartext HTTP facts.
+    pub http: Option<HttpRecord>,
+    /// The other leg of the same request, when the capture holds both.
+    pub paired_with: Option<PairRecord>,
     /// TLS facts, or null when no TLS was seen.
     pub tls: Option<TlsRecord>,
+    /// What pairing reads (not printed).
+    #[serde(skip)]
+    pub pairing: PairingFacts,
+}
+
+/// Facts pairing needs that the printed record does not hold in this form.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PairingFacts {
+    /// First packet time, ns.
+    pub first_ts: i64,
+    /// Client endpoint.
+    pub client: Option<crate::decode::Endpoint>,
+    /// Server endpoint.
+    pub server: Option<crate::decode::Endpoint>,
 }
 
 fn hex(v: u16) -> String {
@@ -318,6 +374,7 @@ fn tls_record(flow: &Flow<ConnAnalyzer>, client: Dir) -> Option<TlsRecord> {
         certificate_request: f.certificate_request,
         client_certificate: f.client_certificates.is_some(),
         client_certificate_count: f.client_certificates,
+        client_certificates: f.client_certificate_chain.clone(),
         server_certificate: f.server_certificate_count.is_some(),
         server_certificate_count: f.server_certificate_count,
         server_certificates: f.server_certificates.clone(),
@@ -351,10 +408,11 @@ fn end_name(end: Option<EndReason>) -> &'static str {
 pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> FlowRecord {
     let roles = classify::roles(flow);
     let c = roles.client;
-    let class = classify::classify(flow, roles);
+    let verdict = classify::judge(&Facts::of(flow, roles));
     let tls = tls_record(flow, c);
     let any_payload = flow.half.iter().any(|h| h.bytes > 0);
-    let app_protocol = if tls.is_some() {
+    // A cleartext request answered with TLS still spoke its cleartext protocol.
+    let app_protocol = if tls.is_some() && verdict.class != Class::Plaintext {
         Some("tls")
     } else if !any_payload {
         None
@@ -362,6 +420,15 @@ pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> FlowRecord {
         Some(plain::detect(flow.handler.head(c), flow.handler.head(c.rev())).unwrap_or("unknown"))
     };
     let (hc, hs) = (&flow.half[c.idx()], &flow.half[c.rev().idx()]);
+    let http = matches!(app_protocol, Some("http/1.x")).then(|| {
+        let h = plain::http_facts(flow.handler.head(c), flow.handler.head(c.rev()));
+        HttpRecord {
+            method: h.method,
+            path: h.path,
+            host: h.host,
+            status: h.status,
+        }
+    });
     FlowRecord {
         kind: "flow",
         capture: capture.to_string(),
@@ -384,10 +451,123 @@ pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> FlowRecord {
         end: end_name(flow.end),
         anomalies: anomalies(flow, c),
         app_protocol,
-        class: class.class.name(),
-        confidence: class.confidence.name(),
-        evidence: class.evidence,
+        class: verdict.class.name(),
+        confidence: verdict.confidence.name(),
+        evidence: verdict.evidence,
+        leg: verdict.leg.name(),
+        handshake: verdict.handshake.name(),
+        diagnosis: verdict.diagnosis,
+        mesh: verdict.mesh,
+        http,
+        paired_with: None,
         tls,
+        pairing: PairingFacts {
+            first_ts: flow.first_ts.0,
+            client: Some(flow.sender(c)),
+            server: Some(flow.sender(c.rev())),
+        },
+    }
+}
+
+fn class_of(name: &str) -> Class {
+    [
+        Class::Plaintext,
+        Class::IstioMtls,
+        Class::LinkerdMtls,
+        Class::ConsulMtls,
+        Class::AppTls,
+        Class::DoubleWrapped,
+    ]
+    .into_iter()
+    .find(|c| c.name() == name)
+    .unwrap_or(Class::Unknown)
+}
+
+/// Links the two legs of each request found in one capture's records (see
+/// [`classify::pairing`]) and updates both records: `paired_with` on each, and on a
+/// double-wrapped pair the class, high confidence, evidence and diagnosis.
+pub fn link_legs(records: &mut [FlowRecord]) {
+    let unknown = crate::decode::Endpoint {
+        ip: [0, 0, 0, 0].into(),
+        port: 0,
+    };
+    let views: Vec<LegView> = records
+        .iter()
+        .map(|r| {
+            let alpn = r
+                .tls
+                .as_ref()
+                .and_then(|t| t.alpn_offered.as_deref())
+                .unwrap_or_default();
+            let has = |a: &str| alpn.iter().any(|x| x == a);
+            LegView {
+                first_ts: r.pairing.first_ts,
+                client: r.pairing.client.unwrap_or(unknown),
+                server: r.pairing.server.unwrap_or(unknown),
+                leg: if r.leg == Leg::PodLocal.name() {
+                    Leg::PodLocal
+                } else {
+                    Leg::Network
+                },
+                class: class_of(r.class),
+                client_hello: r.tls.as_ref().is_some_and(|t| t.client_hellos > 0),
+                tcp_mode_mtls: (has("istio-peer-exchange") || has("istio"))
+                    && !mesh::ISTIO_HTTP_ALPN.iter().any(|a| has(a)),
+                handshake_ok: matches!(r.handshake, "complete" | "resumed"),
+                tls_answered_in_clear: r
+                    .diagnosis
+                    .as_ref()
+                    .is_some_and(|d| d.code == "tls-to-plaintext-port"),
+            }
+        })
+        .collect();
+    for p in pairing::pair(&views) {
+        let link = match p.link {
+            Link::DoubleWrapped => "double-wrapped",
+            Link::DoubleTls => "double-tls",
+            Link::SidecarOriginated => "sidecar-originated",
+            Link::MeshHop => "mesh-hop",
+            Link::Passthrough => "passthrough",
+        };
+        let refer = |r: &FlowRecord| PairRecord {
+            first_frame: r.first_frame,
+            client: r.client.clone(),
+            server: r.server.clone(),
+            link,
+        };
+        let (to_local, to_net) = (refer(&records[p.pod_local]), refer(&records[p.network]));
+        let evidence_local = format!("pod_local_leg:frame_{}", to_local.first_frame);
+        let evidence_net = format!("network_leg:frame_{}", to_net.first_frame);
+        let net = &mut records[p.network];
+        net.paired_with = Some(to_local);
+        match p.link {
+            Link::DoubleWrapped => {
+                net.class = Class::DoubleWrapped.name();
+                net.confidence = classify::Confidence::High.name();
+                net.evidence
+                    .push(format!("inner_client_hello_on_{evidence_local}"));
+                net.diagnosis = Some(classify::diagnose::double_tls());
+            }
+            Link::SidecarOriginated => {
+                net.confidence = classify::Confidence::High.name();
+                net.evidence
+                    .push(format!("sidecar_originated:{evidence_local}"));
+            }
+            Link::DoubleTls => {
+                net.evidence
+                    .push(format!("sidecar_originated:{evidence_local}"));
+                net.diagnosis = Some(classify::diagnose::double_tls_origination());
+            }
+            Link::MeshHop | Link::Passthrough => net.evidence.push(evidence_local),
+        }
+        let local = &mut records[p.pod_local];
+        local.paired_with = Some(to_net);
+        local.evidence.push(evidence_net);
+        match p.link {
+            Link::DoubleWrapped => local.evidence.push("inner_tls_of_double_wrapped".into()),
+            Link::DoubleTls => local.diagnosis = Some(classify::diagnose::double_tls_origination()),
+            _ => {}
+        }
     }
 }
 

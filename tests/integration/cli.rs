@@ -119,15 +119,12 @@ fn stdin_gives_the_same_records_as_the_file() {
 
 #[test]
 fn output_is_identical_for_any_thread_count() {
-    let mut inputs: Vec<String> = std::fs::read_dir(captures())
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+    let inputs: Vec<String> = all_captures()
+        .iter()
         .map(|p| p.display().to_string())
         .collect();
-    inputs.sort();
     assert!(
-        inputs.len() >= 5,
+        inputs.len() >= 30,
         "captures/ should hold the real-stack captures"
     );
     let run_with = |threads: &str| {
@@ -186,4 +183,34 @@ fn live_capture_without_the_feature_says_how_to_get_it() {
 fn interface_and_files_do_not_mix() {
     let out = run(&["analyze", "-i", "lo", "x.pcap"], None);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn explain_prints_evidence_and_the_fix() {
+    let path = captures().join("tls-alert-unknown-ca-lo.pcap");
+    let out = run(
+        &[
+            "analyze",
+            "--format",
+            "table",
+            "--explain",
+            path.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("untrusted-ca") && text.contains("evidence: client_hello"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fix: Give the client the server's CA"),
+        "{text}"
+    );
+    let plain = run(
+        &["analyze", "--format", "table", path.to_str().unwrap()],
+        None,
+    );
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("evidence:"));
 }

@@ -17,6 +17,8 @@ mod live;
 mod public;
 /// TCP reassembly edge cases on synthetic packets: reordering, wrap, overlap, gaps, reuse.
 mod reassembly;
+/// Mesh scenarios (captures/scenarios/expected.json): class, leg, handshake, diagnosis, pairing.
+mod scenarios;
 /// The JSON Lines contract: every field is documented and typed (docs/flow-record.md).
 mod schema;
 /// Streams: flows printed before the input ends, Ctrl-C, cut streams, `--early`, and the

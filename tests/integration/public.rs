@@ -74,3 +74,71 @@ fn ssh_on_port_443_is_not_tls() {
         .expect("the TLS flow");
     assert_eq!(tls["app_protocol"], "tls");
 }
+
+/// Regression: after a HelloRetryRequest the server's compatibility ChangeCipherSpec must
+/// not hide the real ServerHello (suricata-verify bug-5758, zeek tls/hrr.pcap); and a
+/// client CCS arriving inside the server's flight must not hide the client's Finished
+/// (zeek ldap-starttls).
+#[test]
+fn tls13_compatibility_ccs_does_not_end_the_plaintext_handshake() {
+    let Some(dir) = shared() else { return };
+    for (file, cipher) in [
+        ("suricata-verify/bug-5758__input.pcap", "0x1302"),
+        ("zeek/tls__hrr.pcap", "0x1302"),
+        ("zeek/ldap__ldap-starttls.pcap", "0x1302"),
+    ] {
+        let (flows, _) = crate::support::analyze(&dir.join("captures-public").join(file), &[]);
+        let f = flows
+            .iter()
+            .find(|f| !f["tls"].is_null())
+            .expect("a TLS flow");
+        assert_eq!(
+            (f["tls"]["cipher"].as_str(), f["handshake"].as_str()),
+            (Some(cipher), Some("complete")),
+            "{file}"
+        );
+    }
+}
+
+/// No TCP stream in which tshark found TLS is called plaintext.
+#[test]
+fn no_public_tls_flow_is_called_plaintext() {
+    let Some(dir) = shared() else { return };
+    let caps = dir.join("captures-public");
+    let streams: Vec<serde_json::Value> = std::fs::read_to_string(caps.join("streams.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut files: Vec<&str> = streams
+        .iter()
+        .filter(|s| s["tls"] == true)
+        .filter_map(|s| s["file"].as_str())
+        .collect();
+    files.dedup();
+    let mut checked = 0;
+    for file in files {
+        let (flows, _) = crate::support::analyze(&caps.join(file), &[]);
+        for s in streams
+            .iter()
+            .filter(|s| s["file"] == file && s["tls"] == true)
+        {
+            let ends = [
+                s["initiator"].as_str().unwrap(),
+                s["responder"].as_str().unwrap(),
+            ];
+            if let Some(f) = flows.iter().find(|f| {
+                ends.contains(&f["client"].as_str().unwrap())
+                    && ends.contains(&f["server"].as_str().unwrap())
+            }) {
+                assert_ne!(
+                    f["class"], "plaintext",
+                    "{file}: {} -> {}",
+                    f["client"], f["server"]
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100, "{checked} TLS streams checked");
+}

@@ -56,6 +56,60 @@ struct Cert {
 #[allow(dead_code)]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct Identity {
+    uri: String,
+    trust_domain: String,
+    ns: String,
+    sa: String,
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Mesh {
+    kind: String,
+    port: Option<u16>,
+    subset: Option<String>,
+    service: Option<String>,
+    namespace: Option<String>,
+    host: Option<String>,
+    client_identity: Option<Identity>,
+    server_identity: Option<Identity>,
+    proxy: Option<String>,
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Diagnosis {
+    code: String,
+    summary: String,
+    fix: String,
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Http {
+    method: Option<String>,
+    path: Option<String>,
+    host: Option<String>,
+    status: Option<u16>,
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Pair {
+    first_frame: u64,
+    client: String,
+    server: String,
+    link: String,
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Tls {
     sni: Option<String>,
     sni_all: Vec<String>,
@@ -77,6 +131,7 @@ struct Tls {
     client_certificate_count: Option<u64>,
     server_certificate: bool,
     server_certificate_count: Option<u64>,
+    client_certificates: Vec<Cert>,
     server_certificates: Vec<Cert>,
     resumed: bool,
     resumed_by: Option<String>,
@@ -115,6 +170,12 @@ struct Flow {
     class: String,
     confidence: String,
     evidence: Vec<String>,
+    leg: String,
+    handshake: String,
+    diagnosis: Option<Diagnosis>,
+    mesh: Option<Mesh>,
+    http: Option<Http>,
+    paired_with: Option<Pair>,
     tls: Option<Tls>,
 }
 
@@ -238,19 +299,38 @@ const FIELDS: &[&str] = &[
     "interrupted",
     "warning",
     "error",
+    "leg",
+    "handshake",
+    "diagnosis",
+    "mesh",
+    "http",
+    "paired_with",
+    "client_certificates",
+    "uri",
+    "trust_domain",
+    "ns",
+    "sa",
+    "port",
+    "subset",
+    "service",
+    "namespace",
+    "host",
+    "client_identity",
+    "server_identity",
+    "proxy",
+    "code",
+    "summary",
+    "fix",
+    "method",
+    "path",
+    "status",
+    "link",
 ];
 
 #[test]
 fn every_record_of_every_capture_matches_the_contract() {
     let mut n = 0;
-    for entry in std::fs::read_dir(captures()).unwrap() {
-        let path = entry.unwrap().path();
-        if !path
-            .extension()
-            .is_some_and(|x| x == "pcap" || x == "pcapng")
-        {
-            continue;
-        }
+    for path in all_captures() {
         let out = run(
             &["analyze", "--format", "jsonl", path.to_str().unwrap()],
             None,

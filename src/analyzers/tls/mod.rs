@@ -138,6 +138,8 @@ pub struct TlsFacts {
     pub certificate_request: bool,
     /// Certificates in the client's Certificate message, when one was sent (TLS ≤ 1.2).
     pub client_certificates: Option<usize>,
+    /// The client's chain, when visible (TLS ≤ 1.2).
+    pub client_certificate_chain: Vec<CertSummary>,
     /// The server's chain, when visible (TLS ≤ 1.2).
     pub server_certificates: Vec<CertSummary>,
     /// Certificates in the server's Certificate message, if one was seen.
@@ -461,7 +463,18 @@ impl TlsAnalyzer {
         match ctype {
             20 => {
                 self.facts.change_cipher_spec[dir.idx()] = true;
-                self.dirs[dir.idx()].encrypted = true;
+                // In TLS 1.3 the ChangeCipherSpec is a middlebox-compatibility no-op (it
+                // may even precede a second ClientHello and ServerHello after a
+                // HelloRetryRequest); encryption starts with the ServerHello instead.
+                let tls13 = self.facts.hello_retry.is_some()
+                    || self
+                        .facts
+                        .server_hello
+                        .as_ref()
+                        .is_some_and(|sh| sh.version == 0x0304 || sh.version >> 8 == 0x7f);
+                if !tls13 {
+                    self.dirs[dir.idx()].encrypted = true;
+                }
             }
             21 => {
                 for a in body.chunks_exact(2) {
@@ -612,6 +625,11 @@ impl TlsAnalyzer {
                 .collect();
         } else {
             self.facts.client_certificates = Some(certs.len() + cut);
+            self.facts.client_certificate_chain = certs
+                .iter()
+                .take(MAX_CERTS)
+                .filter_map(|c| cert::summarize(c))
+                .collect();
         }
     }
 
