@@ -360,12 +360,14 @@ fn handshake_decided(a: &ConnAnalyzer) -> bool {
     }
 }
 
-/// The reader's state while it reads one input.
-struct Reader<'n, 's> {
+/// The reader's state while it reads one input. `K` takes what the inline shard reports
+/// (to the printer, directly or through a channel) and answers whether anyone listens.
+struct Reader<'n, 's, K> {
     senders: Vec<SyncSender<Batch>>,
     batches: Vec<Batch>,
     /// With one shard, the reader runs it itself.
-    inline: Option<(Shard<'n>, SyncSender<ToPrinter>)>,
+    inline: Option<Shard<'n>>,
+    sink: K,
     shards: usize,
     counts: ReadCounts,
     unsupported: Option<LinkType>,
@@ -379,7 +381,7 @@ struct Reader<'n, 's> {
     progress: Option<&'s Progress>,
 }
 
-impl Reader<'_, '_> {
+impl<K: FnMut(ToPrinter) -> bool> Reader<'_, '_, K> {
     fn frame(&mut self, frame: &Frame<'_>) -> ControlFlow<()> {
         self.frames = frame.number;
         self.counts.packets += 1;
@@ -394,7 +396,7 @@ impl Reader<'_, '_> {
         match decode::decode(frame) {
             Ok(seg) => {
                 self.counts.decoded += 1;
-                if let Some((shard, _)) = &mut self.inline {
+                if let Some(shard) = &mut self.inline {
                     shard.segment(&seg, frame.number, frame.ts, self.clock);
                     self.pending += 1;
                     if self.pending >= BATCH {
@@ -450,14 +452,14 @@ impl Reader<'_, '_> {
     /// Sends every worker its batch (possibly empty: it carries the clock).
     fn flush(&mut self) {
         self.pending = 0;
-        if let Some((shard, tx)) = &mut self.inline {
+        if let Some(shard) = &mut self.inline {
             shard.advance(self.clock);
             let msg = ToPrinter::Progress {
                 shard: 0,
                 records: std::mem::take(&mut shard.out),
                 upto: Decided::watermark(self.clock, self.frames),
             };
-            self.hung_up |= tx.send(msg).is_err();
+            self.hung_up |= !(self.sink)(msg);
             return;
         }
         for (b, tx) in self.batches.iter_mut().zip(&self.senders) {
@@ -470,14 +472,14 @@ impl Reader<'_, '_> {
 
     fn finish(mut self) -> (ReadCounts, Option<LinkType>) {
         self.flush();
-        if let Some((mut shard, tx)) = self.inline.take() {
+        if let Some(mut shard) = self.inline.take() {
             let stats = shard.finish();
-            let _ = tx.send(ToPrinter::Progress {
+            (self.sink)(ToPrinter::Progress {
                 shard: 0,
                 records: std::mem::take(&mut shard.out),
                 upto: Decided::END,
             });
-            let _ = tx.send(ToPrinter::Done { stats });
+            (self.sink)(ToPrinter::Done { stats });
         }
         (self.counts, self.unsupported)
     }
@@ -1213,7 +1215,9 @@ struct ReadResult {
 }
 
 /// Runs reader, workers and printer over one opened source. Returns what the reader
-/// saw, and the summary the printer counted (records) with the workers' counters.
+/// saw, and the summary the printer counted (records) with the workers' counters. With
+/// one thread (or when no worker thread could start), the calling thread reads, analyzes
+/// and prints: `--threads 1` is one thread.
 fn pipeline(
     source: Source,
     name: &str,
@@ -1224,10 +1228,28 @@ fn pipeline(
     printer: &mut Printer<'_>,
 ) -> (ReadResult, io::Result<(Summary, ShardStats)>) {
     let n = threads.max(1);
-    let (to_printer, from_workers) = sync_channel::<ToPrinter>(RECORD_CHANNEL_DEPTH);
-    std::thread::scope(|scope| {
-        let mut senders = Vec::new();
-        if n > 1 {
+    let mut source = Some(source);
+    let new_reader = |senders: Vec<SyncSender<Batch>>| Reader {
+        batches: (0..senders.len()).map(|_| Batch::default()).collect(),
+        shards: senders.len().max(1),
+        inline: senders.is_empty().then(|| Shard::new(cfg, 1, name)),
+        senders,
+        sink: (),
+        counts: ReadCounts::default(),
+        unsupported: None,
+        clock: Timestamp(i64::MIN),
+        frames: 0,
+        pending: 0,
+        stream,
+        last_data: Instant::now(),
+        clock_at_data: Timestamp(i64::MIN),
+        hung_up: false,
+        progress,
+    };
+    let threaded = (n > 1).then(|| {
+        std::thread::scope(|scope| {
+            let (to_printer, from_workers) = sync_channel::<ToPrinter>(RECORD_CHANNEL_DEPTH);
+            let mut senders = Vec::new();
             for i in 0..n {
                 let (tx, rx) = sync_channel::<Batch>(CHANNEL_DEPTH);
                 let shard = Shard::new(cfg, n, name);
@@ -1239,48 +1261,106 @@ fn pipeline(
                     senders.push(tx);
                 }
             }
-        }
-        // Without workers (one thread, or none could start) the reader runs the shard.
-        let inline = senders
-            .is_empty()
-            .then(|| (Shard::new(cfg, 1, name), to_printer.clone()));
-        let shards = senders.len().max(1);
-        drop(to_printer);
-        let reader = Reader {
-            batches: (0..senders.len()).map(|_| Batch::default()).collect(),
+            drop(to_printer);
+            if senders.is_empty() {
+                return None;
+            }
+            let source = source.take()?;
+            let shards = senders.len();
+            let reader = new_reader(senders).with_sink(|_: ToPrinter| false);
+            let reading = std::thread::Builder::new()
+                .name("reader".into())
+                .spawn_scoped(scope, move || read_source(source, reader));
+            let printed = match &reading {
+                Ok(_) => print(from_workers, shards, name, printer),
+                Err(_) => Ok((empty_summary(name), ShardStats::default())),
+            };
+            if printed.is_err() {
+                // Nobody will read the rest: stop the reader (it checks between frames).
+                stop_flag().store(true, Ordering::Relaxed);
+            }
+            let read = match reading {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|_| failed_read("the reader stopped")),
+                Err(e) => failed_read(&format!("cannot start the reader: {e}")),
+            };
+            Some((read, printed))
+        })
+    });
+    if let Some(Some(done)) = threaded {
+        return done;
+    }
+    // One thread: the reader hands its records straight to the printer.
+    let Some(source) = source.take() else {
+        return (
+            failed_read("no source"),
+            Ok((empty_summary(name), ShardStats::default())),
+        );
+    };
+    let mut state = PrintState::new(1, name);
+    let mut failed: Option<io::Error> = None;
+    let read = {
+        let sink = |msg: ToPrinter| -> bool {
+            if failed.is_some() {
+                return false;
+            }
+            match state.handle(msg, printer) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    stop_flag().store(true, Ordering::Relaxed);
+                    false
+                }
+            }
+        };
+        read_source(source, new_reader(Vec::new()).with_sink(sink))
+    };
+    let printed = match failed {
+        Some(e) => Err(e),
+        None => state.finish(printer),
+    };
+    (read, printed)
+}
+
+impl<'n, 's> Reader<'n, 's, ()> {
+    /// The same reader, reporting its inline shard's records to `sink`.
+    fn with_sink<K: FnMut(ToPrinter) -> bool>(self, sink: K) -> Reader<'n, 's, K> {
+        let Reader {
             senders,
+            batches,
             inline,
+            sink: (),
             shards,
-            counts: ReadCounts::default(),
-            unsupported: None,
-            clock: Timestamp(i64::MIN),
-            frames: 0,
-            pending: 0,
+            counts,
+            unsupported,
+            clock,
+            frames,
+            pending,
             stream,
-            last_data: Instant::now(),
-            clock_at_data: Timestamp(i64::MIN),
-            hung_up: false,
+            last_data,
+            clock_at_data,
+            hung_up,
             progress,
-        };
-        let reading = std::thread::Builder::new()
-            .name("reader".into())
-            .spawn_scoped(scope, move || read_source(source, reader));
-        let printed = match &reading {
-            Ok(_) => print(from_workers, shards, name, printer),
-            Err(_) => Ok((empty_summary(name), ShardStats::default())),
-        };
-        if printed.is_err() {
-            // Nobody will read the rest: stop the reader (it checks between frames).
-            stop_flag().store(true, Ordering::Relaxed);
+        } = self;
+        Reader {
+            senders,
+            batches,
+            inline,
+            sink,
+            shards,
+            counts,
+            unsupported,
+            clock,
+            frames,
+            pending,
+            stream,
+            last_data,
+            clock_at_data,
+            hung_up,
+            progress,
         }
-        let read = match reading {
-            Ok(h) => h
-                .join()
-                .unwrap_or_else(|_| failed_read("the reader stopped")),
-            Err(e) => failed_read(&format!("cannot start the reader: {e}")),
-        };
-        (read, printed)
-    })
+    }
 }
 
 fn failed_read(why: &str) -> ReadResult {
@@ -1294,7 +1374,10 @@ fn failed_read(why: &str) -> ReadResult {
 }
 
 /// The reader thread's body: reads the source to its end (or a stop), then finishes.
-fn read_source(source: Source, mut reader: Reader<'_, '_>) -> ReadResult {
+fn read_source<K: FnMut(ToPrinter) -> bool>(
+    source: Source,
+    mut reader: Reader<'_, '_, K>,
+) -> ReadResult {
     let (error, legacy) = match source {
         Source::Capture(mut cr) => {
             let res = cr.run(|ev| match ev {
@@ -1327,68 +1410,107 @@ fn read_source(source: Source, mut reader: Reader<'_, '_>) -> ReadResult {
     }
 }
 
-/// The printer: merges the workers' records in decision order and writes them; returns
-/// the summary of the records written (final records only, not `--early` ones) and the
-/// workers' counters.
-fn print(
-    rx: Receiver<ToPrinter>,
+/// The printer's state: merges the workers' records in decision order, pairs legs,
+/// writes them and counts them for the summary.
+struct PrintState {
+    merger: Merger,
+    pairer: Pairer,
+    ready: Vec<Out>,
+    summary: Summary,
+    stats: ShardStats,
     shards: usize,
-    name: &str,
-    printer: &mut Printer<'_>,
-) -> io::Result<(Summary, ShardStats)> {
-    let mut merger = Merger::new(shards);
-    let mut pairer = Pairer::new();
-    let mut ready = Vec::new();
-    let mut summary = empty_summary(name);
-    let mut stats = ShardStats::default();
-    let mut done = 0;
-    let mut emit = |printer: &mut Printer<'_>, ready: &mut Vec<Out>| -> io::Result<()> {
-        for o in ready.drain(..) {
-            printer.record(&o)?;
-            if o.record.end != EARLY_END {
-                summary.count(&o.record);
-            }
+    done: usize,
+}
+
+impl PrintState {
+    fn new(shards: usize, name: &str) -> PrintState {
+        PrintState {
+            merger: Merger::new(shards),
+            pairer: Pairer::new(),
+            ready: Vec::new(),
+            summary: empty_summary(name),
+            stats: ShardStats::default(),
+            shards,
+            done: 0,
         }
-        Ok(())
-    };
-    while done < shards {
-        let Ok(msg) = rx.recv() else {
-            break;
-        };
+    }
+
+    fn all_done(&self) -> bool {
+        self.done >= self.shards
+    }
+
+    /// Takes one message from a worker and writes what became ready.
+    fn handle(&mut self, msg: ToPrinter, printer: &mut Printer<'_>) -> io::Result<()> {
         match msg {
             ToPrinter::Progress {
                 shard,
                 records,
                 upto,
-            } => merger.add(shard, records, upto),
-            ToPrinter::Done { stats: s, .. } => {
-                stats.evicted += s.evicted;
-                stats.late += s.late;
-                done += 1;
+            } => self.merger.add(shard, records, upto),
+            ToPrinter::Done { stats } => {
+                self.stats.evicted += stats.evicted;
+                self.stats.late += stats.late;
+                self.done += 1;
             }
         }
-        while let Some(r) = merger.pop() {
-            pairer.add(r);
+        while let Some(r) = self.merger.pop() {
+            self.pairer.add(r);
         }
         // Every decision before this capture clock is known.
-        let known = merger.upto.iter().min().map(|u| u.clock);
-        pairer.advance(known.filter(|c| *c < i64::MAX), &mut ready);
-        if !ready.is_empty() {
+        let known = self.merger.upto.iter().min().map(|u| u.clock);
+        self.pairer
+            .advance(known.filter(|c| *c < i64::MAX), &mut self.ready);
+        if !self.ready.is_empty() {
+            let (ready, summary) = (&mut self.ready, &mut self.summary);
             printer.group(|printer| {
-                emit(printer, &mut ready)?;
+                emit(printer, ready, summary)?;
                 if printer.eager {
                     printer.out.flush()?;
                 }
                 Ok(())
             })?;
         }
+        Ok(())
     }
-    // Whatever a vanished worker left behind, and every leg still held.
-    merger.upto.iter_mut().for_each(|u| *u = Decided::END);
-    while let Some(r) = merger.pop() {
-        pairer.add(r);
+
+    /// Writes whatever is left (a vanished worker's records, legs still held) and returns
+    /// the summary of the records written and the workers' counters.
+    fn finish(mut self, printer: &mut Printer<'_>) -> io::Result<(Summary, ShardStats)> {
+        self.merger.upto.iter_mut().for_each(|u| *u = Decided::END);
+        while let Some(r) = self.merger.pop() {
+            self.pairer.add(r);
+        }
+        self.pairer.advance(None, &mut self.ready);
+        let (ready, summary) = (&mut self.ready, &mut self.summary);
+        printer.group(|printer| emit(printer, ready, summary))?;
+        Ok((self.summary, self.stats))
     }
-    pairer.advance(None, &mut ready);
-    printer.group(|printer| emit(printer, &mut ready))?;
-    Ok((summary, stats))
+}
+
+/// Writes records and counts them (final records only, not `--early` ones).
+fn emit(printer: &mut Printer<'_>, ready: &mut Vec<Out>, summary: &mut Summary) -> io::Result<()> {
+    for o in ready.drain(..) {
+        printer.record(&o)?;
+        if o.record.end != EARLY_END {
+            summary.count(&o.record);
+        }
+    }
+    Ok(())
+}
+
+/// The printer with worker threads: receives their messages until all are done.
+fn print(
+    rx: Receiver<ToPrinter>,
+    shards: usize,
+    name: &str,
+    printer: &mut Printer<'_>,
+) -> io::Result<(Summary, ShardStats)> {
+    let mut state = PrintState::new(shards, name);
+    while !state.all_done() {
+        let Ok(msg) = rx.recv() else {
+            break;
+        };
+        state.handle(msg, printer)?;
+    }
+    state.finish(printer)
 }
