@@ -365,6 +365,8 @@ fn handshake_decided(a: &ConnAnalyzer) -> bool {
 struct Reader<'n, 's, K> {
     senders: Vec<SyncSender<Batch>>,
     batches: Vec<Batch>,
+    /// Batches the workers are done with, to refill.
+    spent: Option<Receiver<Batch>>,
     /// With one shard, the reader runs it itself.
     inline: Option<Shard<'n>>,
     sink: K,
@@ -463,7 +465,12 @@ impl<K: FnMut(ToPrinter) -> bool> Reader<'_, '_, K> {
             return;
         }
         for (b, tx) in self.batches.iter_mut().zip(&self.senders) {
-            let mut full = std::mem::take(b);
+            let fresh = self
+                .spent
+                .as_ref()
+                .and_then(|r| r.try_recv().ok())
+                .unwrap_or_default();
+            let mut full = std::mem::replace(b, fresh);
             full.clock = self.clock;
             full.frame = self.frames;
             self.hung_up |= tx.send(full).is_err();
@@ -486,8 +493,14 @@ impl<K: FnMut(ToPrinter) -> bool> Reader<'_, '_, K> {
 }
 
 /// One shard worker: owns a flow table; reports records with watermarks.
-fn worker(rx: Receiver<Batch>, tx: SyncSender<ToPrinter>, mut shard: Shard<'_>, index: usize) {
-    for batch in rx {
+fn worker(
+    rx: Receiver<Batch>,
+    tx: SyncSender<ToPrinter>,
+    spent: SyncSender<Batch>,
+    mut shard: Shard<'_>,
+    index: usize,
+) {
+    for mut batch in rx {
         for m in &batch.segs {
             let start = m.start as usize;
             let seg = TcpSegment {
@@ -511,6 +524,10 @@ fn worker(rx: Receiver<Batch>, tx: SyncSender<ToPrinter>, mut shard: Shard<'_>, 
         if tx.send(msg).is_err() {
             return;
         }
+        // Hand the buffers back for reuse (fresh ones would be page-faulted in anew).
+        batch.segs.clear();
+        batch.data.clear();
+        let _ = spent.try_send(batch);
     }
     let stats = shard.finish();
     let _ = tx.send(ToPrinter::Progress {
@@ -1229,8 +1246,9 @@ fn pipeline(
 ) -> (ReadResult, io::Result<(Summary, ShardStats)>) {
     let n = threads.max(1);
     let mut source = Some(source);
-    let new_reader = |senders: Vec<SyncSender<Batch>>| Reader {
+    let new_reader = |senders: Vec<SyncSender<Batch>>, spent: Option<Receiver<Batch>>| Reader {
         batches: (0..senders.len()).map(|_| Batch::default()).collect(),
+        spent,
         shards: senders.len().max(1),
         inline: senders.is_empty().then(|| Shard::new(cfg, 1, name)),
         senders,
@@ -1250,13 +1268,15 @@ fn pipeline(
         std::thread::scope(|scope| {
             let (to_printer, from_workers) = sync_channel::<ToPrinter>(RECORD_CHANNEL_DEPTH);
             let mut senders = Vec::new();
+            let (spent_tx, spent_rx) = sync_channel::<Batch>(2 * n * CHANNEL_DEPTH);
             for i in 0..n {
                 let (tx, rx) = sync_channel::<Batch>(CHANNEL_DEPTH);
                 let shard = Shard::new(cfg, n, name);
                 let tp = to_printer.clone();
+                let spent = spent_tx.clone();
                 let spawned = std::thread::Builder::new()
                     .name(format!("shard-{i}"))
-                    .spawn_scoped(scope, move || worker(rx, tp, shard, i));
+                    .spawn_scoped(scope, move || worker(rx, tp, spent, shard, i));
                 if spawned.is_ok() {
                     senders.push(tx);
                 }
@@ -1267,7 +1287,7 @@ fn pipeline(
             }
             let source = source.take()?;
             let shards = senders.len();
-            let reader = new_reader(senders).with_sink(|_: ToPrinter| false);
+            let reader = new_reader(senders, Some(spent_rx)).with_sink(|_: ToPrinter| false);
             let reading = std::thread::Builder::new()
                 .name("reader".into())
                 .spawn_scoped(scope, move || read_source(source, reader));
@@ -1314,7 +1334,7 @@ fn pipeline(
                 }
             }
         };
-        read_source(source, new_reader(Vec::new()).with_sink(sink))
+        read_source(source, new_reader(Vec::new(), None).with_sink(sink))
     };
     let printed = match failed {
         Some(e) => Err(e),
@@ -1329,6 +1349,7 @@ impl<'n, 's> Reader<'n, 's, ()> {
         let Reader {
             senders,
             batches,
+            spent,
             inline,
             sink: (),
             shards,
@@ -1346,6 +1367,7 @@ impl<'n, 's> Reader<'n, 's, ()> {
         Reader {
             senders,
             batches,
+            spent,
             inline,
             sink,
             shards,
