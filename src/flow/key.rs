@@ -43,26 +43,27 @@ impl FlowKey {
         }
     }
 
-    /// Which of `n` shards owns this flow. Deterministic across runs and machines
-    /// (FNV-1a over the canonical endpoints), and equal for both directions.
+    /// Which of `n` shards owns this flow. Deterministic across runs and machines (a
+    /// multiply-xorshift mix of the canonical endpoints, a word at a time: the reader
+    /// computes it for every packet), and equal for both directions.
     pub fn shard(&self, n: usize) -> usize {
         if n <= 1 {
             return 0;
         }
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut eat = |bytes: &[u8]| {
-            for b in bytes {
-                h ^= u64::from(*b);
-                h = h.wrapping_mul(0x0000_0100_0000_01b3);
-            }
+        let word = |ep: Endpoint| -> u64 {
+            let ip = match ep.ip {
+                std::net::IpAddr::V4(a) => u64::from(a.to_bits()),
+                std::net::IpAddr::V6(a) => {
+                    let b = a.to_bits();
+                    (b as u64) ^ ((b >> 64) as u64).rotate_left(29)
+                }
+            };
+            ip.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(ep.port)
         };
-        for ep in [self.lo, self.hi] {
-            match ep.ip {
-                std::net::IpAddr::V4(a) => eat(&a.octets()),
-                std::net::IpAddr::V6(a) => eat(&a.octets()),
-            }
-            eat(&ep.port.to_be_bytes());
-        }
+        let mut h = word(self.lo) ^ word(self.hi).rotate_left(32);
+        h ^= h >> 29;
+        h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^= h >> 32;
         (h % n as u64) as usize
     }
 }
