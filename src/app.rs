@@ -299,3 +299,255 @@ fn worker(rx: Receiver<Batch>, cfg: TableConfig, name: &str) -> (Vec<FlowRecord>
     );
     (records, table.evicted())
 }
+
+// --------------------------------------------------------------------------------------
+// posture
+// --------------------------------------------------------------------------------------
+
+/// Output formats of `posture`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PostureFormat {
+    /// Tables for people.
+    Table,
+    /// One JSON document (docs/posture.md).
+    Json,
+    /// Graphviz DOT.
+    Dot,
+    /// A self-contained HTML report.
+    Html,
+}
+
+/// A validated `posture` configuration.
+#[derive(Clone, Debug)]
+pub struct PostureConfig {
+    /// Captures and flow-record files, in order.
+    pub inputs: Vec<Input>,
+    /// `kubectl get pods -A -o json`.
+    pub pods: Option<PathBuf>,
+    /// `kubectl get svc -A -o json`.
+    pub services: Option<PathBuf>,
+    /// `kubectl get peerauthentications.security.istio.io -A -o json`.
+    pub policies: Option<PathBuf>,
+    /// Grouping, namespaces, gate.
+    pub options: crate::posture::Options,
+    /// Output format.
+    pub format: PostureFormat,
+    /// Shard workers for captures.
+    pub threads: usize,
+    /// Table width (None: the terminal's).
+    pub width: Option<u16>,
+    /// Colour the table.
+    pub color: bool,
+}
+
+/// How a `posture` run ended (exit codes 0, 1, 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PostureOutcome {
+    /// Every input read, and the gate (if any) passed.
+    Clean,
+    /// The gate found forbidden flows.
+    GateFailed,
+    /// An input or context file could not be read, or only in part.
+    InputError,
+}
+
+/// A reader with its first bytes put back.
+type Peeked<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
+
+/// Reads up to `n` bytes for sniffing and gives back a reader that still yields them.
+fn peek<R: Read>(mut r: R, n: usize) -> io::Result<(Vec<u8>, Peeked<R>)> {
+    let mut head = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match r.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(got);
+    Ok((head.clone(), io::Cursor::new(head).chain(r)))
+}
+
+/// Flow records of one posture input: a capture analyzed here, or JSON Lines.
+fn posture_input<R: Read + Send>(
+    source: R,
+    name: &str,
+    cfg: &PostureConfig,
+) -> Result<(crate::posture::assess::Input, Vec<String>), String> {
+    use crate::posture::doc::InputDoc;
+    use crate::posture::input::{self, Flow, InputKind};
+    let (head, reader) = peek(source, 512).map_err(|e| format!("read error: {e}"))?;
+    let mut problems = Vec::new();
+    let (kind, flows) = match input::sniff(&head) {
+        InputKind::Capture => {
+            let acfg = Config {
+                inputs: Vec::new(),
+                format: Format::Jsonl,
+                threads: cfg.threads,
+                table: TableConfig::default(),
+                width: None,
+                explain: false,
+            };
+            let (records, summary) = analyze(reader, name, &acfg)?;
+            if let Some(e) = summary.error {
+                problems.push(e);
+            }
+            let flows = records
+                .iter()
+                .map(|r| {
+                    let v = serde_json::to_value(r).map_err(|e| e.to_string())?;
+                    Flow::from_value(v)
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            ("capture", flows)
+        }
+        InputKind::FlowRecords => {
+            let records = input::read_records(io::BufReader::new(reader))?;
+            for (capture, e) in records.capture_errors {
+                problems.push(format!("the records of {capture} are partial: {e}"));
+            }
+            ("flow-records", records.flows)
+        }
+        InputKind::Empty => return Err("empty input".into()),
+        InputKind::Unknown => {
+            return Err(
+                "neither a capture (pcap, pcapng) nor flow records (mtlscope analyze --format jsonl)".into(),
+            );
+        }
+    };
+    let doc = InputDoc {
+        path: name.to_string(),
+        kind,
+        flows: flows.len() as u64,
+        error: (!problems.is_empty()).then(|| problems.join("; ")),
+    };
+    Ok((crate::posture::assess::Input { doc, flows }, problems))
+}
+
+/// Reads a context file with `parse`, or says what is wrong with it.
+fn context_file<T>(
+    path: &Option<PathBuf>,
+    parse: fn(&str) -> Result<Vec<T>, String>,
+    err: &mut dyn Write,
+    failed: &mut bool,
+) -> io::Result<(Option<Vec<T>>, Option<crate::posture::doc::ContextFile>)> {
+    let Some(p) = path else {
+        return Ok((None, None));
+    };
+    let name = p.display().to_string();
+    let parsed = std::fs::read_to_string(p)
+        .map_err(|e| format!("cannot read: {e}"))
+        .and_then(|text| parse(&text));
+    match parsed {
+        Ok(v) => {
+            let file = crate::posture::doc::ContextFile {
+                path: name,
+                objects: v.len() as u64,
+            };
+            Ok((Some(v), Some(file)))
+        }
+        Err(e) => {
+            writeln!(err, "mtlscope: {name}: {e}")?;
+            *failed = true;
+            Ok((None, None))
+        }
+    }
+}
+
+/// Runs `posture`: reads the context and the inputs, assesses, prints, gates.
+pub fn posture(
+    cfg: &PostureConfig,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<PostureOutcome> {
+    use crate::posture::{assess, doc::ContextDoc, dot, html, k8s, table};
+    let mut failed = false;
+    let (pods, pods_doc) = context_file(&cfg.pods, k8s::parse_pods, err, &mut failed)?;
+    let (services, services_doc) =
+        context_file(&cfg.services, k8s::parse_services, err, &mut failed)?;
+    let (policies, policies_doc) =
+        context_file(&cfg.policies, k8s::parse_policies, err, &mut failed)?;
+    if failed {
+        // Without the context asked for, the verdicts would be wrong: no report.
+        return Ok(PostureOutcome::InputError);
+    }
+    let cluster = k8s::Cluster::new(pods, services, policies);
+    let mut inputs = Vec::with_capacity(cfg.inputs.len());
+    for input in &cfg.inputs {
+        let name = input.name();
+        let result = match input {
+            Input::File(p) => match std::fs::File::open(p) {
+                Ok(f) => posture_input(io::BufReader::with_capacity(1 << 20, f), &name, cfg),
+                Err(e) => Err(format!("cannot open: {e}")),
+            },
+            Input::Stdin => posture_input(io::stdin(), &name, cfg),
+        };
+        match result {
+            Ok((i, problems)) => {
+                for p in problems {
+                    writeln!(err, "mtlscope: {name}: {p}")?;
+                    failed = true;
+                }
+                inputs.push(i);
+            }
+            Err(e) => {
+                writeln!(err, "mtlscope: {name}: {e}")?;
+                failed = true;
+                inputs.push(assess::Input {
+                    doc: crate::posture::doc::InputDoc {
+                        path: name,
+                        kind: "unreadable",
+                        flows: 0,
+                        error: Some(e),
+                    },
+                    flows: Vec::new(),
+                });
+            }
+        }
+    }
+    let context = ContextDoc {
+        pods: pods_doc,
+        services: services_doc,
+        policies: policies_doc,
+    };
+    let doc = assess::assess(inputs, &cluster, context, &cfg.options);
+    match cfg.format {
+        PostureFormat::Table => table::write(out, &doc, cfg.width, cfg.color)?,
+        PostureFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, &doc)?;
+            out.write_all(b"\n")?;
+        }
+        PostureFormat::Dot => dot::write(out, &doc)?,
+        PostureFormat::Html => html::write(out, &doc)?,
+    }
+    out.flush()?;
+    let gate_failed = doc.gate.as_ref().is_some_and(|g| !g.passed);
+    if let Some(g) = doc.gate.as_ref().filter(|g| !g.passed) {
+        writeln!(
+            err,
+            "mtlscope: gate failed: {} flow{} of a forbidden class ({}){}",
+            g.violations_total,
+            if g.violations_total == 1 { "" } else { "s" },
+            g.forbid.join(", "),
+            if g.namespaces.is_empty() {
+                String::new()
+            } else {
+                format!(" into {}", g.namespaces.join(", "))
+            }
+        )?;
+        if cfg.format != PostureFormat::Table {
+            for v in &g.violations {
+                writeln!(err, "  {}", table::flow_line(v))?;
+            }
+        }
+    }
+    Ok(if failed {
+        PostureOutcome::InputError
+    } else if gate_failed {
+        PostureOutcome::GateFailed
+    } else {
+        PostureOutcome::Clean
+    })
+}

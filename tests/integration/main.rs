@@ -10,6 +10,8 @@ mod captures;
 mod cli;
 /// Hostile input: floods of half-open flows, random frames, TLS garbage.
 mod hostile;
+/// `posture`: verdicts, findings, merging, the gate and its exit codes on captures/posture/.
+mod posture;
 /// Agreement with tshark's ground truth on the public captures (score-truth).
 mod public;
 /// TCP reassembly edge cases on synthetic packets: reordering, wrap, overlap, gaps, reuse.
