@@ -935,3 +935,76 @@ pub fn assess(
         gate,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(capture: &str, frame: u64, client: &str, ts: &str, confidence: &str) -> Flow {
+        Flow::from_value(serde_json::json!({
+            "type": "flow", "capture": capture, "client": client, "server": "10.0.0.2:443",
+            "class": "istio-mtls", "leg": "network", "first_frame": frame,
+            "first_ts": ts, "confidence": confidence,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_connection_in_two_captures_is_counted_once() {
+        let t0 = "2026-01-01T00:00:00.000000Z";
+        let t1 = "2026-01-01T00:00:01.000000Z";
+        let late = "2026-01-01T00:00:09.000000Z";
+        let near = "2026-01-01T00:00:00.200000Z";
+        let (kept, dropped) = dedupe(vec![
+            flow("server.pcap", 7, "10.0.0.1:5000", near, "medium"),
+            flow("client.pcap", 3, "10.0.0.1:5000", t0, "high"),
+            // Same capture, same ports, a second later: port reuse, another connection.
+            flow("client.pcap", 9, "10.0.0.1:5000", t1, "high"),
+            // Another capture, too late to be the same connection.
+            flow("third.pcap", 1, "10.0.0.1:5000", late, "high"),
+            flow("client.pcap", 4, "10.0.0.1:5001", t0, "high"),
+        ]);
+        assert_eq!(dropped, 1);
+        let got: Vec<(&str, u64, Vec<Seen>)> = kept
+            .iter()
+            .map(|k| {
+                (
+                    k.flow.capture.as_str(),
+                    k.flow.first_frame,
+                    k.also_in.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "client.pcap",
+                    3,
+                    vec![Seen {
+                        capture: "server.pcap".into(),
+                        first_frame: 7
+                    }]
+                ),
+                ("client.pcap", 4, vec![]),
+                ("client.pcap", 9, vec![]),
+                ("third.pcap", 1, vec![]),
+            ]
+        );
+    }
+
+    #[test]
+    fn display_filters() {
+        assert_eq!(
+            display_filter("10.0.0.1:5".parse().unwrap(), "10.0.0.2:6".parse().unwrap()),
+            "ip.addr==10.0.0.1 && tcp.port==5 && ip.addr==10.0.0.2 && tcp.port==6"
+        );
+        assert_eq!(
+            display_filter(
+                "[fd00::1]:5".parse().unwrap(),
+                "[fd00::2]:6".parse().unwrap()
+            ),
+            "ipv6.addr==fd00::1 && tcp.port==5 && ipv6.addr==fd00::2 && tcp.port==6"
+        );
+    }
+}

@@ -382,6 +382,20 @@ mod tests {
     }
 
     #[test]
+    fn cluster_ips_attribute_to_their_service() {
+        let services = crate::posture::k8s::parse_services(
+            r#"{"kind":"List","items":[{"metadata":{"name":"cart","namespace":"shop"},"spec":{"clusterIP":"10.96.20.20","ports":[{"name":"http","port":80,"targetPort":8080}]}}]}"#,
+        )
+        .unwrap();
+        let cluster = Cluster::new(None, Some(services), None);
+        let f = flow("10.0.0.3:1000", "10.96.20.20:80");
+        let a = attribute(&f, &cluster, &Learned::default()).unwrap();
+        assert_eq!(a.server.basis, Some(Basis::Services));
+        assert_eq!(a.server.label(a.server_addr.ip()), "shop/cart");
+        assert_eq!(a.service_port.map(|p| p.name), Some(Some("http".into())));
+    }
+
+    #[test]
     fn conflicting_wire_facts_are_not_learned() {
         let mut a = flow("10.0.0.1:1", "10.0.0.2:1");
         a.mesh = Some(Mesh {

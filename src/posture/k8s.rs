@@ -333,6 +333,8 @@ pub struct Cluster {
     pub policies: Option<Vec<PeerAuthentication>>,
     pod_by_ip: HashMap<IpAddr, usize>,
     svc_by_ip: HashMap<IpAddr, usize>,
+    /// Per pod (by index), the services selecting it, sorted by name.
+    pod_services: Vec<Vec<usize>>,
 }
 
 impl Cluster {
@@ -360,12 +362,33 @@ impl Cluster {
                 svc_by_ip.insert(*ip, i);
             }
         }
+        // Once, not per flow: which services select which pods.
+        let svcs = services.as_deref().unwrap_or_default();
+        let pod_services = pods
+            .iter()
+            .flatten()
+            .map(|pod| {
+                let mut v: Vec<usize> = svcs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| {
+                        s.namespace == pod.namespace
+                            && !s.selector.is_empty()
+                            && s.selector.iter().all(|(k, v)| pod.labels.get(k) == Some(v))
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                v.sort_by(|&a, &b| svcs[a].name.cmp(&svcs[b].name));
+                v
+            })
+            .collect();
         Cluster {
             pods,
             services,
             policies,
             pod_by_ip,
             svc_by_ip,
+            pod_services,
         }
     }
 
@@ -373,6 +396,29 @@ impl Cluster {
     pub fn pod(&self, ip: IpAddr) -> Option<&Pod> {
         let i = *self.pod_by_ip.get(&ip)?;
         self.pods.as_ref()?.get(i)
+    }
+
+    /// Services selecting `pod`, by name: indexed for pods of this cluster, else computed.
+    fn services_of(&self, pod: &Pod) -> Vec<&Service> {
+        let svcs = self.services.as_deref().unwrap_or_default();
+        let indexed = pod
+            .ips
+            .first()
+            .and_then(|ip| self.pod_by_ip.get(ip))
+            .filter(|&&i| self.pods.as_ref().is_some_and(|p| std::ptr::eq(&p[i], pod)));
+        if let Some(&i) = indexed {
+            return self.pod_services[i].iter().map(|&s| &svcs[s]).collect();
+        }
+        let mut v: Vec<&Service> = svcs
+            .iter()
+            .filter(|s| {
+                s.namespace == pod.namespace
+                    && !s.selector.is_empty()
+                    && s.selector.iter().all(|(k, v)| pod.labels.get(k) == Some(v))
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
     }
 
     /// The service with this ClusterIP, and its port numbered `port`.
@@ -387,41 +433,21 @@ impl Cluster {
 
     /// The first service (by name) selecting `pod` with a port whose target is `port`.
     pub fn service_of_pod(&self, pod: &Pod, port: u16) -> Option<(&Service, &ServicePort)> {
-        let mut found: Vec<(&Service, &ServicePort)> = self
-            .services
-            .iter()
-            .flatten()
-            .filter(|s| {
-                s.namespace == pod.namespace
-                    && !s.selector.is_empty()
-                    && s.selector.iter().all(|(k, v)| pod.labels.get(k) == Some(v))
-            })
-            .filter_map(|s| {
-                let sp = s.ports.iter().find(|sp| match &sp.target {
-                    TargetPort::Number(n) => *n == port,
-                    TargetPort::Name(name) => pod
-                        .ports
-                        .iter()
-                        .any(|(pn, num)| pn.as_deref() == Some(name.as_str()) && *num == port),
-                })?;
-                Some((s, sp))
-            })
-            .collect();
-        found.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-        found.into_iter().next()
+        self.services_of(pod).into_iter().find_map(|s| {
+            let sp = s.ports.iter().find(|sp| match &sp.target {
+                TargetPort::Number(n) => *n == port,
+                TargetPort::Name(name) => pod
+                    .ports
+                    .iter()
+                    .any(|(pn, num)| pn.as_deref() == Some(name.as_str()) && *num == port),
+            })?;
+            Some((s, sp))
+        })
     }
 
     /// The first service (by name) selecting `pod`, whatever the port.
     pub fn any_service_of_pod(&self, pod: &Pod) -> Option<&Service> {
-        self.services
-            .iter()
-            .flatten()
-            .filter(|s| {
-                s.namespace == pod.namespace
-                    && !s.selector.is_empty()
-                    && s.selector.iter().all(|(k, v)| pod.labels.get(k) == Some(v))
-            })
-            .min_by(|a, b| a.name.cmp(&b.name))
+        self.services_of(pod).into_iter().next()
     }
 
     /// The PeerAuthentication mode for inbound traffic to `port` of `pod` (or, without a
@@ -904,6 +930,45 @@ mod tests {
         assert!(e.contains("a Deployment, not a Pod"), "{e}");
         let e = parse_pods(r#"{"foo":1}"#).unwrap_err();
         assert!(e.contains("no `items` list"), "{e}");
+    }
+
+    #[test]
+    fn services_of_pods_and_cluster_ips() {
+        let pods = parse_pods(&pod_json(
+            r#","labels":{"app":"a"}"#,
+            r#"{"containers":[{"name":"c","ports":[{"name":"web","containerPort":8080}]}]}"#,
+            r#"{"podIP":"10.0.0.5"}"#,
+        ))
+        .unwrap();
+        let services = parse_services(
+            r#"{"kind":"List","items":[
+            {"metadata":{"name":"z","namespace":"ns"},"spec":{"clusterIP":"10.96.0.9","selector":{"app":"a"},"ports":[{"port":80,"targetPort":"web"}]}},
+            {"metadata":{"name":"b","namespace":"ns"},"spec":{"selector":{"app":"a"},"ports":[{"port":9000}]}},
+            {"metadata":{"name":"other-ns","namespace":"x"},"spec":{"selector":{"app":"a"},"ports":[{"port":8080}]}}]}"#,
+        )
+        .unwrap();
+        let c = Cluster::new(Some(pods), Some(services), None);
+        let pod = c.pod("10.0.0.5".parse().unwrap()).unwrap();
+        let (s, p) = c.service_of_pod(pod, 8080).unwrap();
+        assert_eq!((s.name.as_str(), p.port), ("z", 80), "named target port");
+        assert_eq!(c.service_of_pod(pod, 9000).unwrap().0.name, "b");
+        assert!(c.service_of_pod(pod, 1).is_none());
+        assert_eq!(
+            c.any_service_of_pod(pod).unwrap().name,
+            "b",
+            "first by name"
+        );
+        let (s, p) = c
+            .service_by_cluster_ip("10.96.0.9".parse().unwrap(), 80)
+            .unwrap();
+        assert_eq!((s.name.as_str(), p.map(|p| p.port)), ("z", Some(80)));
+        let mut stranger = pod.clone();
+        stranger.ips.clear();
+        assert_eq!(
+            c.any_service_of_pod(&stranger).unwrap().name,
+            "b",
+            "not indexed"
+        );
     }
 
     #[test]

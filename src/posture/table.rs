@@ -11,6 +11,10 @@ use super::doc::{Document, Finding, FlowRef, GroupDoc, Traffic};
 
 /// Flows listed per finding (the JSON document has more).
 const FLOWS_SHOWN: usize = 10;
+/// Narrower terminals than this are taken for unknown sizes.
+const MIN_WIDTH: u16 = 40;
+/// Width used when the terminal's is unknown.
+const FALLBACK_WIDTH: u16 = 160;
 
 /// Human-readable byte count (1024-based).
 pub fn human_bytes(n: u64) -> String {
@@ -244,8 +248,15 @@ pub fn write(
         if color {
             table.enforce_styling();
         }
-        if let Some(w) = width {
-            table.set_width(w);
+        match width {
+            Some(w) => {
+                table.set_width(w);
+            }
+            // A terminal that reports no usable size (a pty without one): a fixed width.
+            None if table.width().is_none_or(|w| w < MIN_WIDTH) => {
+                table.set_width(FALLBACK_WIDTH);
+            }
+            None => {}
         }
         for g in &doc.groups {
             table.add_row(group_row(g, color));

@@ -812,3 +812,36 @@ fn every_posture_field_is_documented() {
         );
     }
 }
+
+#[test]
+fn colour_on_a_terminal_unless_no_color() {
+    // A pseudo-terminal from util-linux `script`, when there is one.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return;
+    }
+    let cmd = format!(
+        "{} posture {} --format table",
+        bin(),
+        path("shop-permissive.pcap")
+    );
+    let on_tty = |no_color: Option<&str>| {
+        let mut c = std::process::Command::new("script");
+        c.args(["-qec", &cmd, "/dev/null"]).env_remove("NO_COLOR");
+        if let Some(v) = no_color {
+            c.env("NO_COLOR", v);
+        }
+        let out = c.output().expect("script");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let coloured = on_tty(None);
+    assert!(
+        coloured.contains("\x1b[") && coloured.contains("would-break"),
+        "{coloured}"
+    );
+    assert!(!on_tty(Some("1")).contains('\x1b'));
+}
