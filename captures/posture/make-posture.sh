@@ -170,7 +170,7 @@ capture() {
     local pod=$1 out=$2
     rm -f "$out"
     run_bg "$out.log" ip netns exec "$(ns "$pod")" tcpdump -Z root -i any -nn -U --immediate-mode \
-        -y LINUX_SLL2 -w "$out" tcp
+        -B 8192 -y LINUX_SLL2 -w "$out" tcp
     CAPS+=("$BG_PID")
     wait_until 10 grep -q "listening on" "$out.log"
 }
@@ -189,21 +189,40 @@ stop_servers() {
 }
 
 PUBLISHED=()
-INCOMPLETE=0
-# publish TMPFILE NAME: install the capture, unless tcpdump missed a segment (it happens,
-# rarely, on lo with -i any); then the scenario is run again.
-publish() {
+PENDING=() # TMPFILE NAME pairs of the current scenario
+publish() { # TMPFILE NAME: queue a capture; main installs a scenario's captures together
+    PENDING+=("$1" "$2")
+}
+
+# complete TMPFILE NAME: tcpdump did not miss a segment. It happens, rarely, with -i any
+# (the kernel drops a frame: "packets dropped by kernel"); then the scenario runs again.
+complete() {
     local lost
     lost=$(tshark -r "$1" -Y "tcp.analysis.lost_segment || tcp.analysis.ack_lost_segment" \
         -T fields -e frame.number | grep -c . || true)
     if ((lost)); then
-        echo "!!! $2: tcpdump missed segments ($lost frames flagged); will run the scenario again" >&2
-        INCOMPLETE=1
-        return 0
+        echo "!!! $2: tcpdump missed segments ($lost frames flagged)" >&2
+        cp "$1" "$WORK/incomplete.$SEQ.$2" # for KEEP_WORK=1
+        return 1
     fi
-    install -m 0644 "$1" "$HERE/$2"
-    PUBLISHED+=("$2")
-    echo "wrote $2 ($(stat -c %s "$HERE/$2") bytes)" >&2
+}
+
+# install_pending: install every queued capture if all are complete (a scenario's
+# captures must come from the same run: the tests match them with each other).
+install_pending() {
+    local i ok=1
+    for ((i = 0; i < ${#PENDING[@]}; i += 2)); do
+        complete "${PENDING[i]}" "${PENDING[i + 1]}" || ok=0
+    done
+    if ((ok)); then
+        for ((i = 0; i < ${#PENDING[@]}; i += 2)); do
+            install -m 0644 "${PENDING[i]}" "$HERE/${PENDING[i + 1]}"
+            PUBLISHED+=("${PENDING[i + 1]}")
+            echo "wrote ${PENDING[i + 1]} ($(stat -c %s "$HERE/${PENDING[i + 1]}") bytes)" >&2
+        done
+    fi
+    PENDING=()
+    ((ok))
 }
 
 expect_rc() { # WANT CMD...
@@ -485,12 +504,13 @@ vault() {
 # --------------------------------------------------------------------------
 make_pki
 setup_topology
+ATTEMPTS=6
 for s in ${ONLY:-shop payments reports vault}; do
-    for attempt in 1 2 3; do
-        INCOMPLETE=0
+    for ((attempt = 1; ; attempt++)); do
         "$s"
-        ((INCOMPLETE)) || break
-        ((attempt < 3)) || die "$s: every attempt missed segments"
+        install_pending && break
+        ((attempt < ATTEMPTS)) || die "$s: every attempt missed segments"
+        echo "$s: attempt $attempt incomplete, running it again" >&2
     done
 done
 del_netns
