@@ -6,8 +6,9 @@ use super::mesh;
 use super::{Class, Facts, Failure, Leg, TELEMETRY_PORTS, private_ip};
 use crate::analyzers::tls::names;
 
-/// What went wrong on a flow (or, for `double-tls`, what is worth knowing).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What went wrong on a flow (or, for `double-tls`, what is worth knowing); serialized
+/// as the flow record's `diagnosis`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Diagnosis {
     /// Stable code (see docs/flow-record.md).
     pub code: &'static str,
@@ -41,6 +42,22 @@ pub fn double_tls() -> Diagnosis {
             .into(),
         fix: "Terminate TLS once: let the app speak plaintext and rely on mesh mTLS (declare the port http), or \
               keep app TLS deliberately and name the port https/tls so Istio does not sniff it."
+            .into(),
+    }
+}
+
+/// Both legs of a "double TLS": the app's TLS refused by an outbound sidecar that expects
+/// plaintext and originates TLS itself (ServiceEntry https plus DestinationRule SIMPLE).
+pub fn double_tls_origination() -> Diagnosis {
+    Diagnosis {
+        code: "double-tls",
+        summary: "Double TLS: the app sent its own ClientHello to the sidecar, which expected plaintext (answered \
+                  it in clear: the app prints \"wrong version number\") and originates TLS itself on the network \
+                  leg."
+            .into(),
+        fix: "Originate TLS once: either the app sends plaintext (Service/ServiceEntry port protocol http, \
+              targetPort 443) and a DestinationRule tls.mode SIMPLE encrypts it, or drop the DestinationRule TLS \
+              and declare the port https/tls so the app's TLS passes through."
             .into(),
     }
 }

@@ -20,8 +20,8 @@ pub const ISTIO_HTTP_ALPN: [&str; 3] = ["istio-http/1.0", "istio-http/1.1", "ist
 /// HBONE's port.
 pub const HBONE_PORT: u16 = 15008;
 
-/// A workload identity from a SPIFFE ID.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A workload identity from a SPIFFE ID (serialized in the flow record's `mesh`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Identity {
     /// The whole URI.
     pub uri: String,
@@ -99,8 +99,9 @@ pub fn linkerd_sni(sni: &str) -> Option<(String, String)> {
         .then(|| (ns.to_string(), sa.to_string()))
 }
 
-/// Consul Connect SNI: `...<dc>.internal.<td>.consul`, `internal-v1`, or `.query.` → service.
-pub fn consul_sni(sni: &str) -> Option<String> {
+/// Consul Connect SNI: `<svc>.<ns>.<dc>.internal.<td>.consul` (also `internal-v1`, with a
+/// partition, and `query` for prepared queries) → (service, namespace).
+pub fn consul_sni(sni: &str) -> Option<(String, String)> {
     if !sni.ends_with(".consul") {
         return None;
     }
@@ -108,7 +109,7 @@ pub fn consul_sni(sni: &str) -> Option<String> {
     let kind = labels
         .iter()
         .position(|l| matches!(*l, "internal" | "internal-v1" | "query"))?;
-    (kind >= 2).then(|| labels[0].to_string())
+    (kind >= 3).then(|| (labels[0].to_string(), labels[1].to_string()))
 }
 
 /// Whether a name looks like a host name a user typed (not an IP, not a mesh name).
@@ -162,7 +163,7 @@ mod tests {
         assert_eq!(linkerd_sni("web.example.com"), None);
         assert_eq!(
             consul_sni("web.default.dc1.internal.0b3e1a8c-6f0e-4a5c-9c1e-5a9e7e2b7c11.consul"),
-            Some("web".into())
+            Some(("web".into(), "default".into()))
         );
         assert_eq!(consul_sni("consul.io"), None);
         assert!(plain_hostname("api.example.com"));

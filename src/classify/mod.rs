@@ -350,7 +350,8 @@ pub fn handshake(f: &Facts<'_>) -> (Handshake, Option<Failure>) {
         && !f.server.records.is_empty()
         && tls.server_hello.is_none()
     {
-        return (Handshake::Failed, Some(Failure::TlsReplyToPlaintext));
+        // The client never attempted TLS: no handshake, but the answer explains the failure.
+        return (Handshake::None, Some(Failure::TlsReplyToPlaintext));
     }
     if tls.client_hello.is_none() && tls.server_hello.is_none() {
         return (Handshake::NotSeen, None);
@@ -420,8 +421,8 @@ pub fn handshake(f: &Facts<'_>) -> (Handshake, Option<Failure>) {
     }
 }
 
-/// Mesh details of a flow.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Mesh details of a flow (serialized as the flow record's `mesh`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Mesh {
     /// `istio-sidecar`, `istio-ambient`, `linkerd`, `consul`.
     pub kind: &'static str,
@@ -617,7 +618,8 @@ fn rule_linkerd(f: &Facts<'_>) -> Option<Call> {
 fn rule_consul(f: &Facts<'_>) -> Option<Call> {
     let (client_identity, server_identity) = identities(f);
     let consul_id = |i: &Option<Identity>| i.as_ref().is_some_and(|i| i.uri.contains("/dc/"));
-    let service = f.sni().and_then(mesh::consul_sni);
+    let sni = f.sni().and_then(mesh::consul_sni);
+    let (service, namespace) = (sni.as_ref().map(|s| s.0.clone()), sni.map(|s| s.1));
     if service.is_none() && !consul_id(&server_identity) && !consul_id(&client_identity) {
         return None;
     }
@@ -632,6 +634,7 @@ fn rule_consul(f: &Facts<'_>) -> Option<Call> {
         mesh: Some(Mesh {
             kind: "consul",
             service,
+            namespace,
             client_identity,
             server_identity,
             ..Mesh::default()
@@ -758,13 +761,19 @@ fn double_wrap(f: &Facts<'_>, call: &mut Call) {
         return;
     }
     let recs = shape::timeline(f.client.records, f.server.records);
-    if let Some(s) = shape::inner_shape(&recs, f.tls13()) {
+    let outer = match &f.tls.server_hello {
+        Some(sh) if f.tls13() => shape::Outer::Tls13 {
+            finished_len: if sh.cipher == 0x1302 { 69 } else { 53 },
+        },
+        _ => shape::Outer::Tls12,
+    };
+    if let Some(s) = shape::inner_shape(&recs, outer) {
         if shape::looks_like_inner_handshake(&s) {
             call.class = Class::DoubleWrapped;
             call.confidence = Confidence::Medium;
             call.evidence.push(format!(
-                "inner_handshake_shape:{}/{}",
-                s.client_first, s.server_next
+                "inner_handshake_shape:{}/{}/{}",
+                s.client_first, s.server_next, s.client_next
             ));
         }
         return;
@@ -801,6 +810,12 @@ pub fn judge(f: &Facts<'_>) -> Verdict {
     });
     double_wrap(f, &mut call);
     let leg = leg(f);
+    // On the network leg, TLS without a mesh signature may also be a sidecar originating it
+    // for a DestinationRule SIMPLE/MUTUAL; only the pod-local leg or a paired leg proves
+    // it is the application's own.
+    if call.class == Class::AppTls && leg == Leg::Network && call.confidence == Confidence::High {
+        call.confidence = Confidence::Medium;
+    }
     let (handshake, failure) = handshake(f);
     let diagnosis = diagnose::diagnose(f, call.class, leg, failure);
     Verdict {

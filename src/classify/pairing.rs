@@ -31,6 +31,10 @@ pub struct LegView {
     pub client_hello: bool,
     /// Istio mTLS in TCP mode (ALPN `istio-peer-exchange`/`istio`, no HTTP ALPN).
     pub tcp_mode_mtls: bool,
+    /// The TLS handshake completed (or resumed).
+    pub handshake_ok: bool,
+    /// A ClientHello answered with non-TLS bytes.
+    pub tls_answered_in_clear: bool,
 }
 
 /// What a pair proves.
@@ -42,6 +46,12 @@ pub enum Link {
     SidecarOriginated,
     /// The pod-local plaintext is the decrypted side of the network leg's mesh mTLS.
     MeshHop,
+    /// The app's own TLS reached a sidecar expecting plaintext, which originated TLS of
+    /// its own on the network leg: "double TLS" (the app sees "wrong version number").
+    DoubleTls,
+    /// Network plaintext, or the app's own TLS, that the server's sidecar accepted and
+    /// passed to the app unchanged (PERMISSIVE, or a port without mTLS).
+    Passthrough,
 }
 
 /// A network leg, its pod-local leg, and what the pair proves.
@@ -74,8 +84,19 @@ fn link_of(n: &LegView, p: &LegView) -> Option<Link> {
         Some(Link::DoubleWrapped)
     } else if mesh && p.class == Class::Plaintext {
         Some(Link::MeshHop)
+    } else if n.class == Class::AppTls
+        && n.handshake_ok
+        && p.client_hello
+        && p.tls_answered_in_clear
+    {
+        Some(Link::DoubleTls)
     } else if n.class == Class::AppTls && p.class == Class::Plaintext {
         Some(Link::SidecarOriginated)
+    } else if matches!(n.class, Class::Plaintext | Class::AppTls)
+        && p.class == n.class
+        && p.server == n.server
+    {
+        Some(Link::Passthrough)
     } else {
         None
     }
@@ -130,6 +151,8 @@ mod tests {
             class,
             client_hello: ch,
             tcp_mode_mtls: tcp,
+            handshake_ok: true,
+            tls_answered_in_clear: false,
         }
     }
 
@@ -269,6 +292,75 @@ mod tests {
                     link: Link::SidecarOriginated
                 }
             ]
+        );
+    }
+
+    #[test]
+    fn app_tls_refused_by_the_sidecar_then_originated_again_is_double_tls() {
+        let mut local = view(
+            0,
+            "10.244.1.10:40000",
+            "127.0.0.1:15001",
+            Leg::PodLocal,
+            Class::AppTls,
+            true,
+            false,
+        );
+        local.tls_answered_in_clear = true;
+        let net = view(
+            2,
+            "10.244.1.10:41000",
+            "203.0.113.10:443",
+            Leg::Network,
+            Class::AppTls,
+            true,
+            false,
+        );
+        assert_eq!(
+            pair(&[local.clone(), net.clone()]),
+            [Pair {
+                network: 1,
+                pod_local: 0,
+                link: Link::DoubleTls
+            }]
+        );
+        // The app's own TLS failing directly on the network is no such pair.
+        let failed = LegView {
+            handshake_ok: false,
+            ..net
+        };
+        assert!(pair(&[local, failed]).is_empty());
+    }
+
+    #[test]
+    fn accepted_plaintext_pairs_with_its_inbound_hop() {
+        let v = [
+            view(
+                0,
+                "10.244.3.30:40000",
+                "10.244.2.20:8080",
+                Leg::Network,
+                Class::Plaintext,
+                false,
+                false,
+            ),
+            view(
+                1,
+                "127.0.0.6:50000",
+                "10.244.2.20:8080",
+                Leg::PodLocal,
+                Class::Plaintext,
+                false,
+                false,
+            ),
+        ];
+        assert_eq!(
+            pair(&v),
+            [Pair {
+                network: 0,
+                pod_local: 1,
+                link: Link::Passthrough
+            }]
         );
     }
 

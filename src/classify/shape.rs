@@ -157,41 +157,90 @@ pub struct InnerShape {
     pub client_first: u32,
     /// Plaintext bytes of the server's next burst.
     pub server_next: u32,
+    /// Plaintext bytes of the client's burst after that (0 when there is none).
+    pub client_next: u32,
 }
 
-/// Bands of an inner TLS handshake: a ClientHello of 200..2000 bytes (517 from OpenSSL
-/// clients, ~1.9 KB with post-quantum key shares), then a server flight with a
-/// certificate (≥ 700 bytes).
+/// Bands of an inner TLS handshake (mesh reference §6.3): a ClientHello of 200..2100
+/// bytes (517 from OpenSSL clients, ~1.9 KB with post-quantum key shares), then a server
+/// flight with a certificate (≥ 700 bytes), then the client's ChangeCipherSpec and
+/// Finished (TLS 1.3: 6 + 53..74; TLS 1.2 with ClientKeyExchange: up to ~200).
 pub fn looks_like_inner_handshake(s: &InnerShape) -> bool {
-    (200..=2100).contains(&s.client_first) && s.server_next >= 700
+    (200..=2100).contains(&s.client_first)
+        && s.server_next >= 700
+        && (40..=200).contains(&s.client_next)
 }
 
-/// Finds the first client application burst after the outer handshake and the server
-/// burst that follows it. `tls13`: the outer connection is TLS 1.3 (22 bytes of overhead
-/// per record: 5 header + 1 type + 16 tag; otherwise 29 for TLS 1.2 AES-GCM).
-pub fn inner_shape(recs: &[Rec], tls13: bool) -> Option<InnerShape> {
-    let overhead = if tls13 { 17 } else { 24 };
-    let bs = bursts(recs);
-    let sf = bs.iter().position(|b| {
-        !b.from_client && b.recs.iter().any(|r| r.content_type == 22 && !r.encrypted)
-    })?;
-    // The client's second flight (certificate, verify, finished) follows the server flight.
-    let cf = client_flight(&bs, sf)?;
-    // Application data: the next client burst, skipping server session tickets between.
-    let app = bs.iter().skip(cf + 1).position(|b| b.from_client)? + cf + 1;
-    let is_app = |r: &Rec| r.content_type == 23;
-    let client_recs: Vec<Rec> = bs[app].recs.iter().copied().filter(is_app).collect();
-    if client_recs.is_empty() || client_recs.len() > 3 {
+/// How the outer connection encrypts records, to find its end of handshake and overhead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outer {
+    /// TLS 1.3 with a Finished record of this length (53 for SHA-256 suites, 69 for SHA-384).
+    Tls13 {
+        /// Length of the client's Finished record.
+        finished_len: u16,
+    },
+    /// TLS 1.2 (AES-GCM: 24 bytes of explicit nonce and tag per record).
+    Tls12,
+}
+
+/// Finds the client's first application burst after the outer handshake, the server
+/// burst after it, and the client burst after that. Server records that arrive between
+/// the client's Finished and its first application record (session tickets) are skipped.
+pub fn inner_shape(recs: &[Rec], outer: Outer) -> Option<InnerShape> {
+    let overhead = match outer {
+        Outer::Tls13 { .. } => 17,
+        Outer::Tls12 => 24,
+    };
+    let sh = recs
+        .iter()
+        .rposition(|r| !r.from_client && r.content_type == 22 && !r.encrypted)?;
+    let fin = match outer {
+        Outer::Tls13 { finished_len } => recs[sh..]
+            .iter()
+            .position(|r| r.from_client && r.encrypted && r.len == finished_len)
+            .or_else(|| {
+                // Finished coalesced with the certificate: the end of the client's first frame.
+                let first = recs[sh..]
+                    .iter()
+                    .position(|r| r.from_client && r.encrypted)?;
+                let frame = recs[sh + first].frame;
+                recs[sh..]
+                    .iter()
+                    .rposition(|r| r.from_client && r.frame == frame)
+            })?,
+        Outer::Tls12 => recs[sh..]
+            .iter()
+            .position(|r| r.from_client && r.content_type == 22 && r.encrypted)?,
+    } + sh;
+    let rest = &recs[fin + 1..];
+    let start = rest
+        .iter()
+        .position(|r| r.from_client && r.content_type == 23)?;
+    let sum = |rs: &[Rec]| {
+        rs.iter()
+            .map(|r| u32::from(r.len.saturating_sub(overhead)))
+            .sum::<u32>()
+    };
+    let run = |from: usize, client: bool| {
+        let n = rest[from..]
+            .iter()
+            .take_while(|r| r.from_client == client)
+            .count();
+        (&rest[from..from + n], from + n)
+    };
+    let (b1, next) = run(start, true);
+    if b1.len() > 3 {
         return None;
     }
-    let server = bs.iter().skip(app + 1).find(|b| !b.from_client)?;
+    let (b2, next) = run(next, false);
+    if b2.is_empty() {
+        return None;
+    }
+    let (b3, _) = run(next, true);
     Some(InnerShape {
-        client_first: Burst {
-            from_client: true,
-            recs: client_recs,
-        }
-        .inner_bytes(overhead),
-        server_next: server.inner_bytes(overhead),
+        client_first: sum(b1),
+        server_next: sum(b2),
+        client_next: sum(b3),
     })
 }
 
@@ -226,19 +275,44 @@ mod tests {
         ]
     }
 
+    const OUTER: Outer = Outer::Tls13 { finished_len: 69 };
+
     #[test]
     fn double_wrapped_shape_matches_and_plain_http_does_not() {
-        let s = inner_shape(&lab(534, 1445), true).unwrap();
+        let s = inner_shape(&lab(534, 1445), OUTER).unwrap();
         assert_eq!(
             s,
             InnerShape {
                 client_first: 517,
-                server_next: 1428
+                server_next: 1428,
+                client_next: 80
             }
         );
         assert!(looks_like_inner_handshake(&s));
-        let plain = inner_shape(&lab(89, 1258), true).unwrap();
+        let plain = inner_shape(&lab(89, 1258), OUTER).unwrap();
         assert!(!looks_like_inner_handshake(&plain));
+    }
+
+    #[test]
+    fn inner_hello_in_the_same_burst_as_the_client_finished() {
+        // Outer mTLS client flight (certificate, verify, finished) and the inner ClientHello
+        // back to back, then tickets and the inner server flight together.
+        let recs = vec![
+            rec(true, 22, 512, 4),
+            rec(false, 22, 122, 6),
+            rec(false, 23, 1695, 6),
+            rec(true, 20, 1, 10),
+            rec(true, 23, 1693, 10),
+            rec(true, 23, 281, 11),
+            rec(true, 23, 69, 11),
+            rec(true, 23, 534, 13),
+            rec(false, 23, 1130, 14),
+            rec(false, 23, 1518, 15),
+            rec(true, 23, 97, 18),
+        ];
+        let s = inner_shape(&recs, OUTER).unwrap();
+        assert_eq!((s.client_first, s.client_next), (517, 80));
+        assert!(looks_like_inner_handshake(&s));
     }
 
     #[test]

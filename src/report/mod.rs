@@ -16,7 +16,7 @@ use crate::analyzers::tls::names;
 use crate::analyzers::{ConnAnalyzer, plain};
 use crate::capture::Timestamp;
 use crate::classify::pairing::{self, LegView, Link};
-use crate::classify::{self, Class, Facts, Leg, mesh};
+use crate::classify::{self, Class, Diagnosis, Facts, Leg, Mesh, mesh};
 use crate::flow::{Dir, EndReason, Flow};
 
 /// Version of the JSON Lines schema; bumped only on a breaking change.
@@ -136,53 +136,6 @@ pub struct TlsRecord {
     pub app_data_records: PerSide,
 }
 
-/// A SPIFFE workload identity.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct IdentityRecord {
-    /// The SPIFFE ID.
-    pub uri: String,
-    /// Trust domain.
-    pub trust_domain: String,
-    /// Namespace.
-    pub ns: String,
-    /// Service account (Consul: service).
-    pub sa: String,
-}
-
-/// Mesh details.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct MeshRecord {
-    /// `istio-sidecar`, `istio-ambient`, `linkerd`, `consul`.
-    pub kind: &'static str,
-    /// Service port from Istio's SNI.
-    pub port: Option<u16>,
-    /// Subset from Istio's SNI (empty: none).
-    pub subset: Option<String>,
-    /// Service.
-    pub service: Option<String>,
-    /// Namespace.
-    pub namespace: Option<String>,
-    /// Service host.
-    pub host: Option<String>,
-    /// Client workload identity, when its certificate is visible.
-    pub client_identity: Option<IdentityRecord>,
-    /// Server workload identity, when its certificate is visible.
-    pub server_identity: Option<IdentityRecord>,
-    /// Ambient: `ztunnel` or `envoy`, by the ClientHello's fingerprint.
-    pub proxy: Option<&'static str>,
-}
-
-/// A diagnosis.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct DiagnosisRecord {
-    /// Stable code.
-    pub code: &'static str,
-    /// What happened, in the client's words.
-    pub summary: String,
-    /// The setting that fixes it.
-    pub fix: String,
-}
-
 /// Cleartext HTTP/1.x facts (never header values other than Host).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HttpRecord {
@@ -205,7 +158,8 @@ pub struct PairRecord {
     pub client: String,
     /// Its server.
     pub server: String,
-    /// What the pair shows: `double-wrapped`, `sidecar-originated`, `mesh-hop`.
+    /// What the pair shows: `double-wrapped`, `double-tls`, `sidecar-originated`,
+    /// `mesh-hop`, `passthrough`.
     pub link: &'static str,
 }
 
@@ -255,9 +209,9 @@ pub struct FlowRecord {
     /// TLS handshake outcome.
     pub handshake: &'static str,
     /// What went wrong, or null when healthy.
-    pub diagnosis: Option<DiagnosisRecord>,
+    pub diagnosis: Option<Diagnosis>,
     /// Mesh details, for mesh mTLS.
-    pub mesh: Option<MeshRecord>,
+    pub mesh: Option<Mesh>,
     /// Cleartext HTTP facts.
     pub http: Option<HttpRecord>,
     /// The other leg of the same request, when the capture holds both.
@@ -450,15 +404,6 @@ fn end_name(end: Option<EndReason>) -> &'static str {
     }
 }
 
-fn identity(i: mesh::Identity) -> IdentityRecord {
-    IdentityRecord {
-        uri: i.uri,
-        trust_domain: i.trust_domain,
-        ns: i.ns,
-        sa: i.sa,
-    }
-}
-
 /// Builds the record of a finished flow.
 pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> FlowRecord {
     let roles = classify::roles(flow);
@@ -466,7 +411,8 @@ pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> FlowRecord {
     let verdict = classify::judge(&Facts::of(flow, roles));
     let tls = tls_record(flow, c);
     let any_payload = flow.half.iter().any(|h| h.bytes > 0);
-    let app_protocol = if tls.is_some() {
+    // A cleartext request answered with TLS still spoke its cleartext protocol.
+    let app_protocol = if tls.is_some() && verdict.class != Class::Plaintext {
         Some("tls")
     } else if !any_payload {
         None
@@ -510,22 +456,8 @@ pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> FlowRecord {
         evidence: verdict.evidence,
         leg: verdict.leg.name(),
         handshake: verdict.handshake.name(),
-        diagnosis: verdict.diagnosis.map(|d| DiagnosisRecord {
-            code: d.code,
-            summary: d.summary,
-            fix: d.fix,
-        }),
-        mesh: verdict.mesh.map(|m| MeshRecord {
-            kind: m.kind,
-            port: m.port,
-            subset: m.subset,
-            service: m.service,
-            namespace: m.namespace,
-            host: m.host,
-            client_identity: m.client_identity.map(identity),
-            server_identity: m.server_identity.map(identity),
-            proxy: m.proxy,
-        }),
+        diagnosis: verdict.diagnosis,
+        mesh: verdict.mesh,
         http,
         paired_with: None,
         tls,
@@ -555,25 +487,23 @@ fn class_of(name: &str) -> Class {
 /// [`classify::pairing`]) and updates both records: `paired_with` on each, and on a
 /// double-wrapped pair the class, high confidence, evidence and diagnosis.
 pub fn link_legs(records: &mut [FlowRecord]) {
+    let unknown = crate::decode::Endpoint {
+        ip: [0, 0, 0, 0].into(),
+        port: 0,
+    };
     let views: Vec<LegView> = records
         .iter()
         .map(|r| {
             let alpn = r
                 .tls
                 .as_ref()
-                .and_then(|t| t.alpn_offered.clone())
+                .and_then(|t| t.alpn_offered.as_deref())
                 .unwrap_or_default();
             let has = |a: &str| alpn.iter().any(|x| x == a);
             LegView {
                 first_ts: r.pairing.first_ts,
-                client: r.pairing.client.unwrap_or(crate::decode::Endpoint {
-                    ip: [0, 0, 0, 0].into(),
-                    port: 0,
-                }),
-                server: r.pairing.server.unwrap_or(crate::decode::Endpoint {
-                    ip: [0, 0, 0, 0].into(),
-                    port: 0,
-                }),
+                client: r.pairing.client.unwrap_or(unknown),
+                server: r.pairing.server.unwrap_or(unknown),
                 leg: if r.leg == Leg::PodLocal.name() {
                     Leg::PodLocal
                 } else {
@@ -583,14 +513,21 @@ pub fn link_legs(records: &mut [FlowRecord]) {
                 client_hello: r.tls.as_ref().is_some_and(|t| t.client_hellos > 0),
                 tcp_mode_mtls: (has("istio-peer-exchange") || has("istio"))
                     && !mesh::ISTIO_HTTP_ALPN.iter().any(|a| has(a)),
+                handshake_ok: matches!(r.handshake, "complete" | "resumed"),
+                tls_answered_in_clear: r
+                    .diagnosis
+                    .as_ref()
+                    .is_some_and(|d| d.code == "tls-to-plaintext-port"),
             }
         })
         .collect();
     for p in pairing::pair(&views) {
         let link = match p.link {
             Link::DoubleWrapped => "double-wrapped",
+            Link::DoubleTls => "double-tls",
             Link::SidecarOriginated => "sidecar-originated",
             Link::MeshHop => "mesh-hop",
+            Link::Passthrough => "passthrough",
         };
         let refer = |r: &FlowRecord| PairRecord {
             first_frame: r.first_frame,
@@ -609,23 +546,27 @@ pub fn link_legs(records: &mut [FlowRecord]) {
                 net.confidence = classify::Confidence::High.name();
                 net.evidence
                     .push(format!("inner_client_hello_on_{evidence_local}"));
-                let d = classify::diagnose::double_tls();
-                net.diagnosis = Some(DiagnosisRecord {
-                    code: d.code,
-                    summary: d.summary,
-                    fix: d.fix,
-                });
+                net.diagnosis = Some(classify::diagnose::double_tls());
             }
-            Link::SidecarOriginated => net
-                .evidence
-                .push(format!("sidecar_originated:{evidence_local}")),
-            Link::MeshHop => net.evidence.push(evidence_local),
+            Link::SidecarOriginated => {
+                net.confidence = classify::Confidence::High.name();
+                net.evidence
+                    .push(format!("sidecar_originated:{evidence_local}"));
+            }
+            Link::DoubleTls => {
+                net.evidence
+                    .push(format!("sidecar_originated:{evidence_local}"));
+                net.diagnosis = Some(classify::diagnose::double_tls_origination());
+            }
+            Link::MeshHop | Link::Passthrough => net.evidence.push(evidence_local),
         }
         let local = &mut records[p.pod_local];
         local.paired_with = Some(to_net);
         local.evidence.push(evidence_net);
-        if p.link == Link::DoubleWrapped {
-            local.evidence.push("inner_tls_of_double_wrapped".into());
+        match p.link {
+            Link::DoubleWrapped => local.evidence.push("inner_tls_of_double_wrapped".into()),
+            Link::DoubleTls => local.diagnosis = Some(classify::diagnose::double_tls_origination()),
+            _ => {}
         }
     }
 }

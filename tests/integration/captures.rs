@@ -158,3 +158,40 @@ fn client_rejects_the_server_ca() {
     );
     assert_eq!(t["server_certificate"], true);
 }
+
+/// Linkerd, Consul and ambient signatures (captures/make-mesh-signatures.sh: OpenSSL with
+/// the names and ALPN these meshes put on the wire).
+#[test]
+fn other_mesh_signatures() {
+    let (flows, _) = flows_of("linkerd-identity-sni.pcap");
+    let f = by_port(&flows, 4143);
+    assert_eq!(
+        (f["class"].as_str(), f["handshake"].as_str()),
+        (Some("linkerd-mtls"), Some("complete"))
+    );
+    assert_eq!(
+        (
+            f["mesh"]["namespace"].as_str(),
+            f["mesh"]["server_identity"]["sa"].as_str()
+        ),
+        (Some("emojivoto"), Some("web"))
+    );
+    let (flows, _) = flows_of("consul-connect-sni.pcap");
+    let f = by_port(&flows, 20000);
+    assert_eq!(f["class"], "consul-mtls");
+    assert_eq!(
+        (
+            f["mesh"]["service"].as_str(),
+            f["mesh"]["namespace"].as_str()
+        ),
+        (Some("web"), Some("default"))
+    );
+    let (flows, _) = flows_of("hbone-ztunnel-like.pcap");
+    let f = by_port(&flows, 15008);
+    assert_eq!(f["class"], "istio-mtls");
+    assert_eq!(
+        (f["mesh"]["kind"].as_str(), f["mesh"]["proxy"].as_str()),
+        (Some("istio-ambient"), Some("ztunnel"))
+    );
+    assert_eq!(f["tls"]["sni"], Value::Null);
+}

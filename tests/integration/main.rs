@@ -16,5 +16,7 @@ mod posture;
 mod public;
 /// TCP reassembly edge cases on synthetic packets: reordering, wrap, overlap, gaps, reuse.
 mod reassembly;
+/// Mesh scenarios (captures/scenarios/expected.json): class, leg, handshake, diagnosis, pairing.
+mod scenarios;
 /// The JSON Lines contract: every field is documented and typed (docs/flow-record.md).
 mod schema;

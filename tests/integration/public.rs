@@ -99,3 +99,46 @@ fn tls13_compatibility_ccs_does_not_end_the_plaintext_handshake() {
         );
     }
 }
+
+/// No TCP stream in which tshark found TLS is called plaintext.
+#[test]
+fn no_public_tls_flow_is_called_plaintext() {
+    let Some(dir) = shared() else { return };
+    let caps = dir.join("captures-public");
+    let streams: Vec<serde_json::Value> = std::fs::read_to_string(caps.join("streams.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut files: Vec<&str> = streams
+        .iter()
+        .filter(|s| s["tls"] == true)
+        .filter_map(|s| s["file"].as_str())
+        .collect();
+    files.dedup();
+    let mut checked = 0;
+    for file in files {
+        let (flows, _) = crate::support::analyze(&caps.join(file), &[]);
+        for s in streams
+            .iter()
+            .filter(|s| s["file"] == file && s["tls"] == true)
+        {
+            let ends = [
+                s["initiator"].as_str().unwrap(),
+                s["responder"].as_str().unwrap(),
+            ];
+            if let Some(f) = flows.iter().find(|f| {
+                ends.contains(&f["client"].as_str().unwrap())
+                    && ends.contains(&f["server"].as_str().unwrap())
+            }) {
+                assert_ne!(
+                    f["class"], "plaintext",
+                    "{file}: {} -> {}",
+                    f["client"], f["server"]
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100, "{checked} TLS streams checked");
+}

@@ -312,14 +312,7 @@ const FIELDS: &[&str] = &[
 #[test]
 fn every_record_of_every_capture_matches_the_contract() {
     let mut n = 0;
-    for entry in std::fs::read_dir(captures()).unwrap() {
-        let path = entry.unwrap().path();
-        if !path
-            .extension()
-            .is_some_and(|x| x == "pcap" || x == "pcapng")
-        {
-            continue;
-        }
+    for path in all_captures() {
         let out = run(
             &["analyze", "--format", "jsonl", path.to_str().unwrap()],
             None,

@@ -18,6 +18,18 @@ pub fn captures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("captures")
 }
 
+/// Every capture file under `captures/` (top level and `scenarios/`), sorted.
+pub fn all_captures() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = [captures(), captures().join("scenarios")]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten())
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+        .collect();
+    out.sort();
+    out
+}
+
 /// Runs `mtlscope` with `args`, feeding `stdin` if given.
 pub fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(bin())
