@@ -329,6 +329,11 @@ fn ports_of(rows: &[Row<'_>], idx: &[usize]) -> String {
         .join(", ")
 }
 
+/// Distinct clients among peers (a client on two ports is one client).
+fn clients(p: &[PeerDoc]) -> usize {
+    p.iter().map(|x| &x.client).collect::<BTreeSet<_>>().len()
+}
+
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -434,7 +439,7 @@ fn group_findings(rows: &[Row<'_>], key: &Key, inbound: &[usize]) -> Vec<Finding
             "would-break",
             format!(
                 "STRICT would reset {} reaching {group} without mesh mTLS: {}.",
-                plural(p.len(), "client", "clients"),
+                plural(clients(&p), "client", "clients"),
                 peer_list(&p)
             ),
             "Give these clients a sidecar (or enroll them in ambient) so that auto-mTLS encrypts their traffic, \
@@ -479,7 +484,7 @@ fn group_findings(rows: &[Row<'_>], key: &Key, inbound: &[usize]) -> Vec<Finding
             format!(
                 "STRICT reset {} from {}: {}. Their requests crossed the network in clear before the reset.",
                 plural(reset.len(), "plaintext connection", "plaintext connections"),
-                plural(p.len(), "client", "clients"),
+                plural(clients(&p), "client", "clients"),
                 peer_list(&p)
             ),
             "Inject a sidecar into these clients (or enroll them in ambient), or remove their \
@@ -843,14 +848,19 @@ pub fn assess(
         });
     }
     let mut strangers: BTreeMap<String, Count> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.a.client.basis.is_none()) {
-        let c = strangers
-            .entry(r.a.client_addr.ip().to_string())
-            .or_default();
-        c.flows += 1;
-        c.bytes += r.bytes();
+    let mut stranger_rows = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        if r.a.client.basis.is_none() {
+            let c = strangers
+                .entry(r.a.client_addr.ip().to_string())
+                .or_default();
+            c.flows += 1;
+            c.bytes += r.bytes();
+            stranger_rows.push(i);
+        }
     }
     if !strangers.is_empty() {
+        let (flows, flows_total) = refs(&rows, &stranger_rows);
         let ips: Vec<&String> = strangers.keys().take(8).collect();
         findings.push(Finding {
             severity: "info",
@@ -866,8 +876,8 @@ pub fn assess(
             ),
             fix: "Give the cluster's pods: --pods (kubectl get pods -A -o json).".into(),
             peers: Vec::new(),
-            flows: Vec::new(),
-            flows_total: strangers.values().map(|c| c.flows).sum(),
+            flows,
+            flows_total,
         });
     }
     findings.sort_by(|a, b| {

@@ -363,6 +363,8 @@ fn without_context_the_wire_attributes_and_says_what_it_cannot() {
         .filter(|f| f["kind"] == "unattributed-clients")
         .collect();
     assert_eq!(strangers.len(), 1);
+    assert_eq!(strangers[0]["flows_total"], 8);
+    assert_eq!(strangers[0]["flows"].as_array().unwrap().len(), 8);
     let s = strangers[0]["summary"].as_str().unwrap();
     assert!(
         s.contains("2 client addresses") && s.contains("10.244.1.10, 10.244.3.30"),
@@ -844,4 +846,35 @@ fn colour_on_a_terminal_unless_no_color() {
         "{coloured}"
     );
     assert!(!on_tty(Some("1")).contains('\x1b'));
+}
+
+#[test]
+fn the_scenario_captures_of_one_namespace_merge_into_one_posture() {
+    // captures/scenarios/: httpbin in namespace bar, captured once PERMISSIVE (a plaintext
+    // client and an mTLS client) and once STRICT (the plaintext client reset).
+    let dir = captures().join("scenarios");
+    let files: Vec<String> = ["permissive-namespace.pcap", "strict-namespace.pcap"]
+        .iter()
+        .map(|f| dir.join(f).to_str().unwrap().to_string())
+        .collect();
+    if !std::path::Path::new(&files[0]).exists() {
+        return;
+    }
+    let (code, doc, _) = posture(&files);
+    assert_eq!(code, Some(0));
+    let bar = group(&doc, "bar");
+    assert_eq!(bar["verdicts"], json!(["would-break", "strict-enforced"]));
+    assert_eq!(
+        class_flows(&bar["inbound"]),
+        json!({"plaintext": 1, "istio-mtls": 2, "failed": 1})
+    );
+    let f = one_finding(&doc, "strict-enforced", "bar");
+    assert!(
+        f["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("STRICT reset 1 plaintext connection from 1 client: 10.244.3.30 → :8080"),
+        "{}",
+        f["summary"]
+    );
 }
