@@ -754,6 +754,8 @@ impl Pairer {
 /// Writes records and summaries in the chosen format.
 struct Printer<'o> {
     out: &'o mut dyn Write,
+    /// Keep the records instead of writing them (the `analyze` library call).
+    collect: Option<Vec<FlowRecord>>,
     format: Format,
     table: Option<TableWriter>,
     width: Option<u16>,
@@ -881,7 +883,7 @@ pub fn run(cfg: &Config, out: &mut dyn Write, err: &mut dyn Write) -> io::Result
             failed |= analyze_files(&rest[..files], cfg, out, err)?;
             rest = &rest[files..];
         } else {
-            failed |= analyze(first, cfg, cfg.threads, out, err)?;
+            failed |= analyze_input(first, cfg, cfg.threads, out, err)?;
             rest = &rest[1..];
         }
     }
@@ -953,7 +955,7 @@ fn analyze_files(
                         tx,
                     };
                     let mut messages = Vec::new();
-                    let failed = analyze(&input, cfg, per_file, &mut spool, &mut messages);
+                    let failed = analyze_input(&input, cfg, per_file, &mut spool, &mut messages);
                     let flushed = spool.flush();
                     (failed.and_then(|f| flushed.map(|()| f)), messages)
                 });
@@ -1029,8 +1031,8 @@ const NO_LIVE: &str = "this build has no live capture; rebuild with \
      `cargo build --release --features live` (needs libpcap)";
 
 /// An opened input, ready to be read on the reader thread.
-enum Source {
-    Capture(CaptureReader<'static>),
+enum Source<'r> {
+    Capture(CaptureReader<'r>),
     #[cfg(feature = "live")]
     Live(crate::capture::live::LiveCapture),
 }
@@ -1049,7 +1051,7 @@ fn open(
     input: &Input,
     progress: &mut Option<Progress>,
     want_progress: bool,
-) -> Result<Source, String> {
+) -> Result<Source<'static>, String> {
     match input {
         Input::File(p) => {
             let f = std::fs::File::open(p).map_err(|e| format!("cannot open: {e}"))?;
@@ -1117,7 +1119,7 @@ fn pump_stdin(tx: &SyncSender<io::Result<Vec<u8>>>) {
 
 /// Analyzes one input with `threads` workers and writes its records and summary. Returns
 /// whether the input had an error.
-fn analyze(
+fn analyze_input(
     input: &Input,
     cfg: &Config,
     threads: usize,
@@ -1128,6 +1130,7 @@ fn analyze(
     let mut progress = None;
     let mut printer = Printer {
         out,
+        collect: None,
         format: cfg.format,
         table: None,
         width: cfg.width,
@@ -1162,7 +1165,24 @@ fn analyze(
     if let Some(p) = &progress {
         p.bar.finish_and_clear();
     }
-    let (mut summary, stats) = printed?;
+    let (summary, messages) = summarize(&name, read, printed?, input.is_stream());
+    for m in &messages {
+        writeln!(err, "mtlscope: {name}: {m}")?;
+    }
+    printer.summary(&summary)?;
+    Ok(summary.error.is_some())
+}
+
+/// The summary of one input from what the reader saw and what the printer counted, and
+/// the one-line messages for stderr (warning, error, interruption, drops).
+fn summarize(
+    name: &str,
+    read: ReadResult,
+    printed: (Summary, ShardStats),
+    stream: bool,
+) -> (Summary, Vec<String>) {
+    let (mut summary, stats) = printed;
+    let mut messages = Vec::new();
     let ReadResult {
         counts,
         error,
@@ -1170,6 +1190,7 @@ fn analyze(
         legacy,
         interrupted,
     } = read;
+    summary.capture = name.to_string();
     summary.packets = counts.packets;
     summary.decoded = counts.decoded;
     summary.undecoded = counts.undecoded;
@@ -1181,35 +1202,69 @@ fn analyze(
     // A pcap has one link type: if it is not decodable, the file cannot be analyzed.
     let error = match (error, unsupported) {
         (None, Some(l)) if legacy => Some(format!("unsupported link type {l}")),
-        (Some(e), _) if e.is_truncation() && input.is_stream() => {
+        (Some(e), _) if e.is_truncation() && stream => {
             let msg = format!("{e} (the stream was cut; flows before the cut are reported)");
-            writeln!(err, "mtlscope: {name}: warning: {msg}")?;
+            messages.push(format!("warning: {msg}"));
             summary.warning = Some(msg);
             None
         }
         (e, _) => e.map(|e| e.to_string()),
     };
-    let failed = error.is_some();
     if let Some(e) = &error {
-        writeln!(err, "mtlscope: {name}: {e}")?;
+        messages.push(e.clone());
     }
     summary.error = error;
     if interrupted {
-        writeln!(
-            err,
-            "mtlscope: {name}: interrupted after {} packets; the summary covers what was seen",
+        messages.push(format!(
+            "interrupted after {} packets; the summary covers what was seen",
             summary.packets
-        )?;
+        ));
     }
     if let Some(d) = summary.dropped.filter(|d| d.kernel + d.interface > 0) {
-        writeln!(
-            err,
-            "mtlscope: {name}: the capture lost {} packets in the kernel and {} at the interface",
+        messages.push(format!(
+            "the capture lost {} packets in the kernel and {} at the interface",
             d.kernel, d.interface
-        )?;
+        ));
     }
-    printer.summary(&summary)?;
-    Ok(failed)
+    (summary, messages)
+}
+
+/// Analyzes one capture read from `source` and returns its flow records (in output
+/// order) and summary, without printing: for callers that work on records (`posture`).
+/// It runs the same pipeline as `analyze` (`cfg.threads` workers, streaming), collecting
+/// the records instead of writing them. A read error after some frames still returns
+/// those frames' flows, with the error in the summary; `Err` when `source` is not a
+/// capture at all.
+pub fn analyze<R: Read + Send>(
+    source: R,
+    name: &str,
+    cfg: &Config,
+) -> Result<(Vec<FlowRecord>, Summary), String> {
+    let reader = CaptureReader::new(source).map_err(|e| e.to_string())?;
+    let mut sink = io::sink();
+    let mut printer = Printer {
+        out: &mut sink,
+        collect: Some(Vec::new()),
+        format: Format::Jsonl,
+        table: None,
+        width: None,
+        explain: false,
+        eager: false,
+        progress: None,
+        shares_terminal: false,
+    };
+    let (read, printed) = pipeline(
+        Source::Capture(reader),
+        name,
+        cfg,
+        cfg.threads,
+        false,
+        None,
+        &mut printer,
+    );
+    let printed = printed.map_err(|e| e.to_string())?;
+    let (summary, _) = summarize(name, read, printed, false);
+    Ok((printer.collect.take().unwrap_or_default(), summary))
 }
 
 /// What the reader counted.
@@ -1236,7 +1291,7 @@ struct ReadResult {
 /// one thread (or when no worker thread could start), the calling thread reads, analyzes
 /// and prints: `--threads 1` is one thread.
 fn pipeline(
-    source: Source,
+    source: Source<'_>,
     name: &str,
     cfg: &Config,
     threads: usize,
@@ -1397,7 +1452,7 @@ fn failed_read(why: &str) -> ReadResult {
 
 /// The reader thread's body: reads the source to its end (or a stop), then finishes.
 fn read_source<K: FnMut(ToPrinter) -> bool>(
-    source: Source,
+    source: Source<'_>,
     mut reader: Reader<'_, '_, K>,
 ) -> ReadResult {
     let (error, legacy) = match source {
@@ -1512,9 +1567,12 @@ impl PrintState {
 /// Writes records and counts them (final records only, not `--early` ones).
 fn emit(printer: &mut Printer<'_>, ready: &mut Vec<Out>, summary: &mut Summary) -> io::Result<()> {
     for o in ready.drain(..) {
-        printer.record(&o)?;
         if o.record.end != EARLY_END {
             summary.count(&o.record);
+        }
+        match &mut printer.collect {
+            Some(kept) => kept.push(o.record),
+            None => printer.record(&o)?,
         }
     }
     Ok(())
@@ -1535,4 +1593,260 @@ fn print(
         state.handle(msg, printer)?;
     }
     state.finish(printer)
+}
+
+// --------------------------------------------------------------------------------------
+// posture
+// --------------------------------------------------------------------------------------
+
+/// Output formats of `posture`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PostureFormat {
+    /// Tables for people.
+    Table,
+    /// One JSON document (docs/posture.md).
+    Json,
+    /// Graphviz DOT.
+    Dot,
+    /// A self-contained HTML report.
+    Html,
+}
+
+/// A validated `posture` configuration.
+#[derive(Clone, Debug)]
+pub struct PostureConfig {
+    /// Captures and flow-record files, in order.
+    pub inputs: Vec<Input>,
+    /// `kubectl get pods -A -o json`.
+    pub pods: Option<PathBuf>,
+    /// `kubectl get svc -A -o json`.
+    pub services: Option<PathBuf>,
+    /// `kubectl get peerauthentications.security.istio.io -A -o json`.
+    pub policies: Option<PathBuf>,
+    /// Grouping, namespaces, gate.
+    pub options: crate::posture::Options,
+    /// Output format.
+    pub format: PostureFormat,
+    /// Shard workers for captures.
+    pub threads: usize,
+    /// Table width (None: the terminal's).
+    pub width: Option<u16>,
+    /// Colour the table.
+    pub color: bool,
+}
+
+/// How a `posture` run ended (exit codes 0, 1, 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PostureOutcome {
+    /// Every input read, and the gate (if any) passed.
+    Clean,
+    /// The gate found forbidden flows.
+    GateFailed,
+    /// An input or context file could not be read, or only in part.
+    InputError,
+}
+
+/// A reader with its first bytes put back.
+type Peeked<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
+
+/// Reads up to `n` bytes for sniffing and gives back a reader that still yields them.
+fn peek<R: Read>(mut r: R, n: usize) -> io::Result<(Vec<u8>, Peeked<R>)> {
+    let mut head = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match r.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(got);
+    Ok((head.clone(), io::Cursor::new(head).chain(r)))
+}
+
+/// Flow records of one posture input: a capture analyzed here, or JSON Lines.
+fn posture_input<R: Read + Send>(
+    source: R,
+    name: &str,
+    cfg: &PostureConfig,
+) -> Result<(crate::posture::assess::Input, Vec<String>), String> {
+    use crate::posture::doc::InputDoc;
+    use crate::posture::input::{self, Flow, InputKind};
+    let (head, reader) = peek(source, 512).map_err(|e| format!("read error: {e}"))?;
+    let mut problems = Vec::new();
+    let (kind, flows) = match input::sniff(&head) {
+        InputKind::Capture => {
+            let acfg = Config {
+                inputs: Vec::new(),
+                format: Format::Jsonl,
+                threads: cfg.threads,
+                table: TableConfig::default(),
+                width: None,
+                explain: false,
+                early: false,
+                progress: false,
+                list_interfaces: false,
+            };
+            let (records, summary) = analyze(reader, name, &acfg)?;
+            if let Some(e) = summary.error {
+                problems.push(e);
+            }
+            let flows = records
+                .iter()
+                .map(|r| {
+                    let v = serde_json::to_value(r).map_err(|e| e.to_string())?;
+                    Flow::from_value(v)
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            ("capture", flows)
+        }
+        InputKind::FlowRecords => {
+            let records = input::read_records(io::BufReader::new(reader))?;
+            for (capture, e) in records.capture_errors {
+                problems.push(format!("the records of {capture} are partial: {e}"));
+            }
+            ("flow-records", records.flows)
+        }
+        InputKind::Empty => return Err("empty input".into()),
+        InputKind::Unknown => {
+            return Err(
+                "neither a capture (pcap, pcapng) nor flow records (mtlscope analyze --format jsonl)".into(),
+            );
+        }
+    };
+    let doc = InputDoc {
+        path: name.to_string(),
+        kind,
+        flows: flows.len() as u64,
+        error: (!problems.is_empty()).then(|| problems.join("; ")),
+    };
+    Ok((crate::posture::assess::Input { doc, flows }, problems))
+}
+
+/// Reads a context file with `parse`, or says what is wrong with it.
+fn context_file<T>(
+    path: &Option<PathBuf>,
+    parse: fn(&str) -> Result<Vec<T>, String>,
+    err: &mut dyn Write,
+    failed: &mut bool,
+) -> io::Result<(Option<Vec<T>>, Option<crate::posture::doc::ContextFile>)> {
+    let Some(p) = path else {
+        return Ok((None, None));
+    };
+    let name = p.display().to_string();
+    let parsed = std::fs::read_to_string(p)
+        .map_err(|e| format!("cannot read: {e}"))
+        .and_then(|text| parse(&text));
+    match parsed {
+        Ok(v) => {
+            let file = crate::posture::doc::ContextFile {
+                path: name,
+                objects: v.len() as u64,
+            };
+            Ok((Some(v), Some(file)))
+        }
+        Err(e) => {
+            writeln!(err, "mtlscope: {name}: {e}")?;
+            *failed = true;
+            Ok((None, None))
+        }
+    }
+}
+
+/// Runs `posture`: reads the context and the inputs, assesses, prints, gates.
+pub fn posture(
+    cfg: &PostureConfig,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<PostureOutcome> {
+    use crate::posture::{assess, doc::ContextDoc, dot, html, k8s, table};
+    let mut failed = false;
+    let (pods, pods_doc) = context_file(&cfg.pods, k8s::parse_pods, err, &mut failed)?;
+    let (services, services_doc) =
+        context_file(&cfg.services, k8s::parse_services, err, &mut failed)?;
+    let (policies, policies_doc) =
+        context_file(&cfg.policies, k8s::parse_policies, err, &mut failed)?;
+    if failed {
+        // Without the context asked for, the verdicts would be wrong: no report.
+        return Ok(PostureOutcome::InputError);
+    }
+    let cluster = k8s::Cluster::new(pods, services, policies);
+    let mut inputs = Vec::with_capacity(cfg.inputs.len());
+    for input in &cfg.inputs {
+        let name = input.name();
+        let result = match input {
+            Input::File(p) => match std::fs::File::open(p) {
+                Ok(f) => posture_input(io::BufReader::with_capacity(1 << 20, f), &name, cfg),
+                Err(e) => Err(format!("cannot open: {e}")),
+            },
+            Input::Stdin => posture_input(io::stdin(), &name, cfg),
+            Input::Live(_) => Err("posture reads captures and flow records, not interfaces".into()),
+        };
+        match result {
+            Ok((i, problems)) => {
+                for p in problems {
+                    writeln!(err, "mtlscope: {name}: {p}")?;
+                    failed = true;
+                }
+                inputs.push(i);
+            }
+            Err(e) => {
+                writeln!(err, "mtlscope: {name}: {e}")?;
+                failed = true;
+                inputs.push(assess::Input {
+                    doc: crate::posture::doc::InputDoc {
+                        path: name,
+                        kind: "unreadable",
+                        flows: 0,
+                        error: Some(e),
+                    },
+                    flows: Vec::new(),
+                });
+            }
+        }
+    }
+    let context = ContextDoc {
+        pods: pods_doc,
+        services: services_doc,
+        policies: policies_doc,
+    };
+    let doc = assess::assess(inputs, &cluster, context, &cfg.options);
+    match cfg.format {
+        PostureFormat::Table => table::write(out, &doc, cfg.width, cfg.color)?,
+        PostureFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, &doc)?;
+            out.write_all(b"\n")?;
+        }
+        PostureFormat::Dot => dot::write(out, &doc)?,
+        PostureFormat::Html => html::write(out, &doc)?,
+    }
+    out.flush()?;
+    let gate_failed = doc.gate.as_ref().is_some_and(|g| !g.passed);
+    if let Some(g) = doc.gate.as_ref().filter(|g| !g.passed) {
+        writeln!(
+            err,
+            "mtlscope: gate failed: {} flow{} of a forbidden class ({}){}",
+            g.violations_total,
+            if g.violations_total == 1 { "" } else { "s" },
+            g.forbid.join(", "),
+            if g.namespaces.is_empty() {
+                String::new()
+            } else {
+                format!(" into {}", g.namespaces.join(", "))
+            }
+        )?;
+        if cfg.format != PostureFormat::Table {
+            for v in &g.violations {
+                writeln!(err, "  {}", table::flow_line(v))?;
+            }
+        }
+    }
+    Ok(if failed {
+        PostureOutcome::InputError
+    } else if gate_failed {
+        PostureOutcome::GateFailed
+    } else {
+        PostureOutcome::Clean
+    })
 }

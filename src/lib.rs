@@ -5,6 +5,7 @@
 //! ```text
 //! capture ─Frame─▶ decode ─Segment─▶ flow (table + TCP reassembly)
 //!         ─bytes per direction─▶ analyzers (TLS, plaintext) ─facts─▶ classify ─▶ report
+//!         ─flow records─▶ posture
 //! ```
 //!
 //! * [`capture`] reads frames (pcap, pcapng, a stream on stdin) with their link type and time.
@@ -14,6 +15,8 @@
 //! * [`analyzers`] consume each direction's reassembled bytes and keep owned facts.
 //! * [`classify`] is a pure function from facts to a class with its evidence.
 //! * [`report`] renders flow records as JSON Lines or a table.
+//! * [`posture`] turns flow records (from this process or from earlier runs' JSON Lines)
+//!   and optional Kubernetes context into per-namespace verdicts, findings and a CI gate.
 //!
 //! [`app`] wires the stages together (one reader, N shard workers); `main` is thin.
 #![forbid(unsafe_code)]
@@ -25,4 +28,5 @@ pub mod classify;
 pub mod cli;
 pub mod decode;
 pub mod flow;
+pub mod posture;
 pub mod report;

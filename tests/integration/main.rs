@@ -13,6 +13,8 @@ mod hostile;
 /// Live capture on `lo` (feature `live`; skipped without capture privileges).
 #[cfg(feature = "live")]
 mod live;
+/// `posture`: verdicts, findings, merging, the gate and its exit codes on captures/posture/.
+mod posture;
 /// Agreement with tshark's ground truth on the public captures (score-truth).
 mod public;
 /// TCP reassembly edge cases on synthetic packets: reordering, wrap, overlap, gaps, reuse.
