@@ -88,6 +88,8 @@ struct DirState {
     offset: u64,
     /// Stream offset of `buf[0]` while sniffing.
     buf_start: u64,
+    /// Sniffed bytes already searched for a hello (so each byte is searched once).
+    scanned: usize,
     /// Records seen.
     records: u64,
     /// Records seen after encryption started.
@@ -108,6 +110,7 @@ impl DirState {
             preamble: 0,
             offset: 0,
             buf_start: 0,
+            scanned: 0,
             records: 0,
             encrypted_records: 0,
             sigs: Vec::new(),
@@ -289,7 +292,10 @@ impl TlsAnalyzer {
         let d = &mut self.dirs[dir.idx()];
         d.offset += n;
         match d.mode {
-            Mode::Sniff => d.buf.clear(),
+            Mode::Sniff => {
+                d.buf.clear();
+                d.scanned = 0;
+            }
             Mode::Tls if d.skip as u64 >= n => d.skip -= n as usize,
             Mode::Tls => {
                 // Bytes of the current record are lost; drop it, and find the next header.
@@ -361,7 +367,9 @@ impl TlsAnalyzer {
         } else {
             let mut found = None;
             let mut pending = false;
-            for i in memchr_all(0x16, &buf) {
+            let from = self.dirs[dir.idx()].scanned.min(buf.len());
+            let mut scanned = buf.len();
+            for i in memchr_all(0x16, &buf[from..]).map(|i| i + from) {
                 match hello_record_at(&buf[i..]) {
                     Some(true) => {
                         found = Some(i);
@@ -370,10 +378,12 @@ impl TlsAnalyzer {
                     Some(false) => {}
                     None => {
                         pending = true;
+                        scanned = i;
                         break;
                     }
                 }
             }
+            self.dirs[dir.idx()].scanned = scanned;
             if found.is_none() && !pending && buf.len() >= SNIFF_MAX {
                 self.give_up(dir);
                 return;
