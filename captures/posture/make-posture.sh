@@ -13,7 +13,7 @@
 #
 # Pods are network namespaces joined to a "node" namespace by veth pairs (the node
 # routes between them, like a CNI). Real stacks only: curl, Python ssl (OpenSSL), and a
-# Python sidecar stand-in (lib/sidecar.py, from captures/scenarios) that puts Istio's
+# Python sidecar stand-in (captures/scenarios/lib/sidecar.py) that puts Istio's
 # SNI, ALPN and SPIFFE certificates on the wire; server pods REDIRECT inbound TCP to it
 # with iptables as istio-iptables does (status ports and excludeInboundPorts return).
 # tcpdump -i any records each server pod (LINUX_SLL2), so both legs are visible:
@@ -32,7 +32,8 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-LIB="$HERE/lib"
+# The sidecar stand-in and app servers are shared with the mesh scenarios.
+LIB="$HERE/../scenarios/lib"
 export PYTHONDONTWRITEBYTECODE=1
 export LC_ALL=C
 
