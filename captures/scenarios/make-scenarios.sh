@@ -17,6 +17,8 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=captures/lib/proc.sh
+source "$HERE/../lib/proc.sh"
 LIB="$HERE/lib"
 export PYTHONDONTWRITEBYTECODE=1
 export LC_ALL=C
@@ -26,7 +28,6 @@ if [[ $(id -u) -ne 0 ]]; then
     exit 1
 fi
 
-log() { printf '\n==> %s\n' "$*" >&2; }
 die() {
     echo "make-scenarios.sh: $*" >&2
     exit 1
@@ -104,37 +105,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# run_bg LOGFILE CMD... : start CMD in the background, bounded by timeout; PID in BG_PID
-run_bg() {
-    local logf=$1
-    shift
-    timeout -k 5 120 "$@" >"$logf" 2>&1 &
-    BG_PID=$!
-    PIDS+=("$BG_PID")
-}
 
-# wait_until SECONDS CMD... : poll until CMD succeeds
-wait_until() {
-    local secs=$1 i
-    shift
-    for ((i = 0; i < secs * 20; i++)); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        sleep 0.05
-    done
-    echo "timed out waiting for: $*" >&2
-    return 1
-}
 
-# stop PID [GRACE_SECONDS]: let PID exit by itself for a while, then SIGTERM it
-stop() {
-    local pid=$1 grace=${2:-0} i
-    for ((i = 0; i < grace * 20; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 # listening POD PORT : something listens on TCP PORT in the pod
 listening() { ip netns exec "$(ns "$1")" ss -Hltn "sport = :$2" | grep -q .; }
