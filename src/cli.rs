@@ -91,15 +91,20 @@ pub struct AnalyzeArgs {
     pub idle_timeout: u64,
 }
 
+/// Validates `--threads`: 1 to 1024, by default the available cores.
+fn threads(flag: Option<usize>) -> Result<usize, String> {
+    match flag {
+        Some(0) => Err("--threads must be at least 1".into()),
+        Some(n) if n > 1024 => Err("--threads must be at most 1024".into()),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
 impl AnalyzeArgs {
     /// Validates flags into a configuration.
     pub fn into_config(self) -> Result<Config, String> {
-        let threads = match self.threads {
-            Some(0) => return Err("--threads must be at least 1".into()),
-            Some(n) if n > 1024 => return Err("--threads must be at most 1024".into()),
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
+        let threads = threads(self.threads)?;
         if self.max_flows == 0 {
             return Err("--max-flows must be at least 1".into());
         }
@@ -274,12 +279,7 @@ fn inputs(files: Vec<PathBuf>) -> Result<Vec<Input>, String> {
 impl PostureArgs {
     /// Validates flags into a configuration.
     pub fn into_config(self) -> Result<PostureConfig, String> {
-        let threads = match self.threads {
-            Some(0) => return Err("--threads must be at least 1".into()),
-            Some(n) if n > 1024 => return Err("--threads must be at most 1024".into()),
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
+        let threads = threads(self.threads)?;
         let mut namespaces: Vec<String> = self
             .namespaces
             .into_iter()
