@@ -442,7 +442,7 @@ pub struct Finished<H> {
     /// Sort key of its record.
     pub decided: Decided,
     /// The flow, with [`Flow::end`] set.
-    pub flow: Flow<H>,
+    pub flow: Box<Flow<H>>,
 }
 
 /// A deadline in the heap: a flow's (or a tombstone's) expiry, checked lazily.
@@ -494,7 +494,8 @@ type Hasher = foldhash::fast::RandomState;
 /// The flows of one shard.
 pub struct FlowTable<H> {
     cfg: TableConfig,
-    flows: HashMap<FlowKey, Flow<H>, Hasher>,
+    /// Boxed: a flow's state is large, and the map moves its entries when it rehashes.
+    flows: HashMap<FlowKey, Box<Flow<H>>, Hasher>,
     tombs: HashMap<FlowKey, Tomb, Hasher>,
     deadlines: BinaryHeap<Reverse<Deadline>>,
     finished: Vec<Finished<H>>,
@@ -574,7 +575,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
             if self.flows.len() >= cfg.max_flows {
                 self.evict(here);
             }
-            let f = Flow::new(seg, ctx, cfg.limits, H::default());
+            let f = Box::new(Flow::new(seg, ctx, cfg.limits, H::default()));
             self.deadlines.push(Reverse(Deadline {
                 at: f.deadline(&cfg),
                 first_frame: f.first_frame,

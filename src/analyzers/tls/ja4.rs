@@ -66,25 +66,31 @@ pub struct Ja4Input<'a> {
 pub fn ja4(input: &Ja4Input<'_>) -> String {
     let ciphers = cipher_list(input.ciphers);
     let extension_count = input.extensions.iter().filter(|&&e| !is_grease(e)).count();
-    let part_a = format!(
-        "{}{}{}{:02}{:02}{}",
-        input.transport,
-        version_code(selected_version(input)),
-        if input.has_sni { 'd' } else { 'i' },
-        ciphers.len().min(99),
-        extension_count.min(99),
-        alpn_code(input.first_alpn),
-    );
-    let part_b = if ciphers.is_empty() {
-        EMPTY_HASH.to_owned()
+    let mut fp = String::with_capacity(36);
+    fp.push(input.transport);
+    fp.push_str(version_code(selected_version(input)));
+    fp.push(if input.has_sni { 'd' } else { 'i' });
+    push_two_digits(&mut fp, ciphers.len().min(99));
+    push_two_digits(&mut fp, extension_count.min(99));
+    fp.push_str(&alpn_code(input.first_alpn));
+    fp.push('_');
+    if ciphers.is_empty() {
+        fp.push_str(EMPTY_HASH);
     } else {
-        hash12(&join_hex(&ciphers))
-    };
-    let part_c = match extension_string(input.extensions, input.signature_algorithms) {
-        Some(raw) => hash12(&raw),
-        None => EMPTY_HASH.to_owned(),
-    };
-    format!("{part_a}_{part_b}_{part_c}")
+        fp.push_str(&hash12(&join_hex(&ciphers)));
+    }
+    fp.push('_');
+    match extension_string(input.extensions, input.signature_algorithms) {
+        Some(raw) => fp.push_str(&hash12(&raw)),
+        None => fp.push_str(EMPTY_HASH),
+    }
+    fp
+}
+
+/// Appends `n` (< 100) as two decimal digits.
+fn push_two_digits(s: &mut String, n: usize) {
+    s.push(char::from(b'0' + (n / 10) as u8));
+    s.push(char::from(b'0' + (n % 10) as u8));
 }
 
 /// True for the 16 GREASE code points of RFC 8701 (`0x0a0a`, `0x1a1a`, ...,
@@ -172,35 +178,47 @@ fn extension_string(extensions: &[u16], signature_algorithms: &[u16]) -> Option<
         return None;
     }
     list.sort_unstable();
-    let mut raw = join_hex(&list);
-    let sigs: Vec<u16> = signature_algorithms
-        .iter()
-        .copied()
-        .filter(|&s| !is_grease(s))
-        .collect();
-    if !sigs.is_empty() {
+    let mut raw = String::with_capacity((list.len() + signature_algorithms.len()) * 5);
+    push_join_hex(&mut raw, &list);
+    list.clear();
+    list.extend(signature_algorithms.iter().copied().filter(|&s| !is_grease(s)));
+    if !list.is_empty() {
         raw.push('_');
-        raw.push_str(&join_hex(&sigs));
+        push_join_hex(&mut raw, &list);
     }
     Some(raw)
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// Comma-joined 4-digit lowercase hex.
 fn join_hex(values: &[u16]) -> String {
-    values
-        .iter()
-        .map(|v| format!("{v:04x}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut out = String::with_capacity(values.len() * 5);
+    push_join_hex(&mut out, values);
+    out
+}
+
+/// Appends `values` as comma-joined 4-digit lowercase hex.
+fn push_join_hex(out: &mut String, values: &[u16]) {
+    for (i, &v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for shift in [12, 8, 4, 0] {
+            out.push(char::from(HEX[usize::from((v >> shift) & 0xf)]));
+        }
+    }
 }
 
 /// First 12 lowercase hex characters (6 bytes) of SHA-256 of `s`.
 fn hash12(s: &str) -> String {
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let digest = Sha256::digest(s.as_bytes());
+    let mut out = String::with_capacity(12);
+    for b in &digest[..6] {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 #[cfg(test)]
