@@ -110,7 +110,8 @@ pub struct Reassembler {
     /// Non-overlapping pieces, each starting at or after `next`.
     pending: BTreeMap<u64, Piece>,
     pending_bytes: usize,
-    /// The last delivered bytes, covering `[recent_start, next)`.
+    /// The last delivered bytes, covering `[recent_start, next)`: a ring of
+    /// [`RECENT_KEEP`] bytes indexed by stream offset (empty until the first delivery).
     recent: Vec<u8>,
     recent_start: u64,
     active: bool,
@@ -315,13 +316,18 @@ impl Reassembler {
         let data = &data[..data.len().min(room as usize)];
         if !data.is_empty() {
             out(Chunk::Data(data));
-            self.recent.extend_from_slice(data);
-            if self.recent.len() > 2 * RECENT_KEEP {
-                let drop = self.recent.len() - RECENT_KEEP;
-                self.recent.drain(..drop);
-                self.recent_start += drop as u64;
+            if self.recent.is_empty() {
+                self.recent = vec![0; RECENT_KEEP];
             }
+            let kept = &data[data.len().saturating_sub(RECENT_KEEP)..];
+            let at = self.next + (data.len() - kept.len()) as u64;
+            let (head, tail) = ring_split(at, kept.len());
+            self.recent[head.clone()].copy_from_slice(&kept[..head.len()]);
+            self.recent[tail].copy_from_slice(&kept[head.len()..]);
             self.next += data.len() as u64;
+            self.recent_start = self
+                .recent_start
+                .max(self.next.saturating_sub(RECENT_KEEP as u64));
         }
         if self.next >= self.limits.depth {
             self.stop();
@@ -333,7 +339,6 @@ impl Reassembler {
         self.stats.missed_bytes += len;
         out(Chunk::Gap(len));
         self.next += len;
-        self.recent.clear();
         self.recent_start = self.next;
         if self.next >= self.limits.depth {
             self.stop();
@@ -346,12 +351,21 @@ impl Reassembler {
         let (os, oe) = (start.max(rs), (start + data.len() as i64).min(re));
         if os < oe {
             let a = &data[(os - start) as usize..(oe - start) as usize];
-            let b = &self.recent[(os - rs) as usize..(oe - rs) as usize];
-            if a != b {
+            let (head, tail) = ring_split(os as u64, a.len());
+            let (a_head, a_tail) = a.split_at(head.len());
+            if *a_head != self.recent[head] || *a_tail != self.recent[tail] {
                 self.stats.overlap_conflicts += 1;
             }
         }
     }
+}
+
+/// Where `len` (at most [`RECENT_KEEP`]) bytes from stream offset `at` sit in the ring of
+/// recent bytes: a range up to the ring's end, then one from its start.
+fn ring_split(at: u64, len: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+    let pos = (at % RECENT_KEEP as u64) as usize;
+    let first = len.min(RECENT_KEEP - pos);
+    (pos..pos + first, 0..len - first)
 }
 
 #[cfg(test)]
@@ -424,6 +438,34 @@ mod tests {
         );
         assert_eq!(bytes(&got), b"abc");
         assert_eq!((st.overlap_conflicts, st.retransmitted_bytes), (1, 6));
+    }
+
+    #[test]
+    fn retransmissions_are_compared_across_the_ring_of_recent_bytes() {
+        // 3000 bytes delivered: the ring holds the last RECENT_KEEP of them and wraps.
+        let stream: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let (first, second) = stream.split_at(1900);
+        // A faithful retransmission straddling the ring's wrap point (offset 2048).
+        let same = &stream[2000..2100];
+        let mut changed = stream[2000..2100].to_vec();
+        changed[60] ^= 0xff;
+        let segs = |retx: &[u8]| -> Vec<(u32, Vec<u8>)> {
+            vec![
+                (1, first.to_vec()),
+                (1901, second.to_vec()),
+                (2001, retx.to_vec()),
+                // Older than the ring: not comparable, never a conflict.
+                (1, vec![0xee; 100]),
+            ]
+        };
+        for (retx, conflicts) in [(same, 0), (&changed[..], 1)] {
+            let segs = segs(retx);
+            let refs: Vec<(u32, &[u8])> = segs.iter().map(|(s, d)| (*s, &d[..])).collect();
+            let (got, st) = run(Limits::default(), Some(0), &refs);
+            assert_eq!(bytes(&got), stream, "first copy wins");
+            assert_eq!(st.overlap_conflicts, conflicts);
+            assert_eq!(st.retransmitted_bytes, 200);
+        }
     }
 
     #[test]
