@@ -281,12 +281,14 @@ impl<H: StreamHandler> Flow<H> {
             h.stream.syn(seq);
             seq = seq.wrapping_add(1);
         }
+        let mut fed = false;
         if seg.wire_len > 0 {
             h.first_data_frame.get_or_insert(ctx.frame);
             if h.stream.is_active() {
                 h.stream.segment(seq, seg.wire_len, seg.payload, &mut |c| {
                     handler.on_chunk(d, c, ctx)
                 });
+                fed = true;
             }
         }
         if seg.flags.has(TcpFlags::FIN) {
@@ -314,9 +316,13 @@ impl<H: StreamHandler> Flow<H> {
                 o.fin_acked |= SeqNum(seg.ack).distance_from(SeqNum(want)) >= 0;
             }
         }
-        for d in [Dir::AtoB, Dir::BtoA] {
-            if !handler.wants(d) && half[d.idx()].stream.is_active() {
-                half[d.idx()].stream.stop();
+        // What the handler wants changes only with what it is fed (a packet without
+        // payload leaves its state, and the cache lines holding it, alone).
+        if fed {
+            for d in [Dir::AtoB, Dir::BtoA] {
+                if half[d.idx()].stream.is_active() && !handler.wants(d) {
+                    half[d.idx()].stream.stop();
+                }
             }
         }
     }
