@@ -638,7 +638,7 @@ impl Pairer {
             out.decided.clock
         };
         let r = &out.record;
-        let start = r.pairing.first_ts;
+        let start = r.first_ts.nanos();
         let (release, network) = if r.end == EARLY_END {
             (decided, false)
         } else if r.leg == crate::classify::Leg::PodLocal.name() {
@@ -677,7 +677,7 @@ impl Pairer {
             let Some(n) = self.held.get(&id) else {
                 continue;
             };
-            let start = n.out.record.pairing.first_ts;
+            let start = n.out.record.first_ts.nanos();
             let lo = (start.saturating_sub(W), 0, 0);
             let hi = (start.saturating_add(W), u64::MAX, u64::MAX);
             let mut cands: Vec<(u64, u64)> = self
@@ -744,7 +744,7 @@ impl Pairer {
             if let Some(h) = self.held.remove(&id) {
                 let r = &h.out.record;
                 self.pod_local
-                    .remove(&(r.pairing.first_ts, r.first_frame, id));
+                    .remove(&(r.first_ts.nanos(), r.first_frame, id));
                 out.push(h.out);
             }
         }
