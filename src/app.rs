@@ -284,8 +284,7 @@ impl<'n> Shard<'n> {
     fn push(&mut self, decided: Decided, record: FlowRecord) {
         let line = self.jsonl.then(|| {
             let mut v = Vec::with_capacity(2048);
-            // Serializing owned strings and numbers into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut v, &record);
+            report::json::write_flow(&mut v, &record);
             v.push(b'\n');
             v
         });
@@ -773,8 +772,10 @@ impl Printer<'_> {
         match (self.format, &o.line) {
             (_, Some(line)) => self.out.write_all(line),
             (Format::Jsonl, None) => {
-                serde_json::to_writer(&mut *self.out, &o.record)?;
-                self.out.write_all(b"\n")
+                let mut line = Vec::with_capacity(2048);
+                report::json::write_flow(&mut line, &o.record);
+                line.push(b'\n');
+                self.out.write_all(&line)
             }
             (Format::Table, None) => {
                 let (width, explain) = (self.width, self.explain);

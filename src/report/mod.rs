@@ -5,6 +5,7 @@
 //! hex strings (`"0x0304"`); times are RFC 3339 UTC with microseconds. Payload bytes and
 //! header values are never included.
 
+pub mod json;
 pub mod table;
 pub mod text;
 

@@ -62,6 +62,11 @@ impl<const N: usize> StackText<N> {
         self.len += width;
     }
 
+    /// The text's bytes (ASCII, but for an IPv6 endpoint's: still UTF-8).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         // Only ASCII and whole `&str`s (from `fmt::Write`) are ever pushed.
@@ -106,16 +111,16 @@ impl CodePoint {
     /// Its text: `0x` and the hex digits (`0x%04x`, or `0x%06x` for SSL 2.0 kinds).
     pub fn text(self) -> StackText<10> {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut t = StackText::new();
-        t.push(b'0');
-        t.push(b'x');
-        // Significant digits, but never fewer than `digits`.
+        // Significant digits, but never fewer than `digits` (at most 8 for a u32).
         let needed = (32 - self.value.leading_zeros()).div_ceil(4) as usize;
-        let n = needed.max(usize::from(self.digits));
-        for i in (0..n).rev() {
-            t.push(HEX[(self.value >> (4 * i)) as usize & 0xf]);
+        let n = needed.max(usize::from(self.digits)).min(8);
+        let mut buf = [0; 10];
+        buf[0] = b'0';
+        buf[1] = b'x';
+        for (i, slot) in buf[2..2 + n].iter_mut().rev().enumerate() {
+            *slot = HEX[(self.value >> (4 * i)) as usize & 0xf];
         }
-        t
+        StackText { buf, len: 2 + n }
     }
 }
 
