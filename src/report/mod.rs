@@ -453,7 +453,7 @@ fn class_of(name: &str) -> Class {
 /// Links the two legs of each request found in one capture's records (see
 /// [`classify::pairing`]) and updates both records: `paired_with` on each, and on a
 /// double-wrapped pair the class, high confidence, evidence and diagnosis.
-pub fn link_legs(records: &mut [FlowRecord]) {
+pub fn link_legs(records: &mut [&mut FlowRecord]) {
     let views: Vec<LegView> = records
         .iter()
         .map(|r| {
@@ -498,7 +498,7 @@ pub fn link_legs(records: &mut [FlowRecord]) {
             server: r.server,
             link,
         };
-        let (to_local, to_net) = (refer(&records[p.pod_local]), refer(&records[p.network]));
+        let (to_local, to_net) = (refer(records[p.pod_local]), refer(records[p.network]));
         let evidence_local = format!("pod_local_leg:frame_{}", to_local.first_frame);
         let evidence_net = format!("network_leg:frame_{}", to_net.first_frame);
         let net = &mut records[p.network];
