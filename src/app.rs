@@ -234,7 +234,9 @@ impl Batch {
 /// the worker (serialization is parallel; the printer only writes bytes).
 struct Out {
     decided: Decided,
-    record: FlowRecord,
+    /// Boxed: a record is about 1.5 KB, and it moves through the worker's list, the
+    /// channel, the merger's queue, the pairer's map and the printer's list.
+    record: Box<FlowRecord>,
     line: Option<Vec<u8>>,
 }
 
@@ -282,16 +284,20 @@ impl<'n> Shard<'n> {
     }
 
     fn push(&mut self, decided: Decided, record: FlowRecord) {
-        let line = self.jsonl.then(|| {
+        Self::push_to(&mut self.out, self.jsonl, decided, record);
+    }
+
+    /// Adds a record (and its JSON line, for JSON Lines) to `out`.
+    fn push_to(out: &mut Vec<Out>, jsonl: bool, decided: Decided, record: FlowRecord) {
+        let line = jsonl.then(|| {
             let mut v = Vec::with_capacity(2048);
-            // Serializing owned strings and numbers into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut v, &record);
+            report::json::write_flow(&mut v, &record);
             v.push(b'\n');
             v
         });
-        self.out.push(Out {
+        out.push(Out {
             decided,
-            record,
+            record: Box::new(record),
             line,
         });
     }
@@ -319,21 +325,23 @@ impl<'n> Shard<'n> {
         self.collect();
     }
 
+    /// Turns the flows the table finished into records. Runs after every segment, so the
+    /// usual case, nothing finished, costs only a look at the table's list.
     fn collect(&mut self) {
-        let done: Vec<_> = self.table.take_finished().collect();
-        for f in done {
-            let r = report::flow_record(&f.flow, self.name);
+        let (name, jsonl, out) = (self.name, self.jsonl, &mut self.out);
+        for f in self.table.take_finished() {
+            let r = report::flow_record(&f.flow, name);
             drop(f.flow);
-            self.push(f.decided, r);
+            Self::push_to(out, jsonl, f.decided, r);
         }
     }
 
     fn finish(&mut self) -> ShardStats {
-        let done: Vec<_> = self.table.finish_all().collect();
-        for f in done {
-            let r = report::flow_record(&f.flow, self.name);
+        let (name, jsonl, out) = (self.name, self.jsonl, &mut self.out);
+        for f in self.table.finish_all() {
+            let r = report::flow_record(&f.flow, name);
             drop(f.flow);
-            self.push(f.decided, r);
+            Self::push_to(out, jsonl, f.decided, r);
         }
         ShardStats {
             evicted: self.table.evicted(),
@@ -585,12 +593,17 @@ pub const PAIR_HOLD: i64 = 2_000_000_000;
 /// A record held by the [`Pairer`].
 struct Held {
     out: Out,
+    /// A network leg (else a pod-local leg or an early record).
+    network: bool,
+}
+
+/// A pod-local leg no network leg has taken yet, as the pairing reads it.
+#[derive(Clone, Copy, Debug)]
+struct Untaken {
     /// Capture clock of its decision (`i64::MAX` at the end of input).
     decided: i64,
-    /// When it may be written.
+    /// When it is written.
     release: i64,
-    network: bool,
-    taken: bool,
 }
 
 /// Pairs the two legs of a request (a network flow and its pod-local hop) in the stream,
@@ -607,20 +620,22 @@ struct Held {
 /// unpaired. Records wait at most `2W + PAIR_HOLD` of capture time beyond their decision.
 /// Early records (`--early`) do not wait and are not paired.
 struct Pairer {
-    held: std::collections::HashMap<u64, Held>,
+    /// Records by arrival number (records are boxed: moving a `Held` is cheap).
+    held: std::collections::HashMap<u64, Held, foldhash::fast::RandomState>,
     next_id: u64,
     /// Write order: (release, decision, id).
     by_release: std::collections::BTreeSet<(i64, Decided, u64)>,
     /// Network legs to pair: (pairing time, first frame, id).
     network: std::collections::BTreeSet<(i64, u64, u64)>,
-    /// Pod-local legs by start: (first_ts, first frame, id).
-    pod_local: std::collections::BTreeSet<(i64, u64, u64)>,
+    /// Untaken pod-local legs by start: (first_ts, first frame, id). A leg leaves when a
+    /// network leg takes it or when it is written.
+    pod_local: std::collections::BTreeMap<(i64, u64, u64), Untaken>,
 }
 
 impl Pairer {
     fn new() -> Pairer {
         Pairer {
-            held: std::collections::HashMap::new(),
+            held: Default::default(),
             next_id: 0,
             by_release: Default::default(),
             network: Default::default(),
@@ -638,30 +653,21 @@ impl Pairer {
             out.decided.clock
         };
         let r = &out.record;
-        let start = r.pairing.first_ts;
+        let start = r.first_ts.nanos();
         let (release, network) = if r.end == EARLY_END {
             (decided, false)
         } else if r.leg == crate::classify::Leg::PodLocal.name() {
             let release = decided.max(start.saturating_add(2 * W + PAIR_HOLD));
-            self.pod_local.insert((start, r.first_frame, id));
+            self.pod_local
+                .insert((start, r.first_frame, id), Untaken { decided, release });
             (release, false)
         } else {
             let at = decided.max(start.saturating_add(W + PAIR_HOLD));
             self.network.insert((at, r.first_frame, id));
             (at, true)
         };
-        let decided_key = out.decided;
-        self.held.insert(
-            id,
-            Held {
-                out,
-                decided,
-                release,
-                network,
-                taken: false,
-            },
-        );
-        self.by_release.insert((release, decided_key, id));
+        self.by_release.insert((release, out.decided, id));
+        self.held.insert(id, Held { out, network });
     }
 
     /// Pairs and releases everything due before capture clock `limit` (all of it when
@@ -669,82 +675,59 @@ impl Pairer {
     fn advance(&mut self, limit: Option<i64>, out: &mut Vec<Out>) {
         const W: i64 = crate::classify::pairing::WINDOW;
         let due = |t: i64| limit.is_none_or(|l| t < l);
-        while let Some(&(at, ff, id)) = self.network.first() {
+        while let Some(&(at, _, id)) = self.network.first() {
             if !due(at) {
                 break;
             }
-            self.network.remove(&(at, ff, id));
+            self.network.pop_first();
             let Some(n) = self.held.get(&id) else {
                 continue;
             };
-            let start = n.out.record.pairing.first_ts;
+            let start = n.out.record.first_ts.nanos();
             let lo = (start.saturating_sub(W), 0, 0);
             let hi = (start.saturating_add(W), u64::MAX, u64::MAX);
             let mut cands: Vec<(u64, u64)> = self
                 .pod_local
                 .range(lo..=hi)
-                .filter(|(_, _, pid)| {
-                    self.held
-                        .get(pid)
-                        .is_some_and(|p| !p.taken && p.decided <= at && p.release >= at)
-                })
-                .map(|&(_, pff, pid)| (pff, pid))
+                .filter(|(_, p)| p.decided <= at && p.release >= at)
+                .map(|(&(_, pff, pid), _)| (pff, pid))
                 .collect();
             if cands.is_empty() {
                 continue;
             }
             cands.sort_unstable();
+            // Lend the network leg and its candidates (by first frame) to `link_legs`.
             let ids = std::iter::once(id).chain(cands.iter().map(|c| c.1));
-            let lent: Vec<(u64, Held)> = ids
+            let mut lent: Vec<(u64, Held)> = ids
                 .filter_map(|i| self.held.remove(&i).map(|h| (i, h)))
                 .collect();
-            let mut records = Vec::with_capacity(lent.len());
-            let mut rest = Vec::with_capacity(lent.len());
-            for (i, h) in lent {
-                let Held {
-                    out,
-                    decided,
-                    release,
-                    network,
-                    taken,
-                } = h;
-                let Out {
-                    decided: key,
-                    record,
-                    line,
-                } = out;
-                records.push(record);
-                rest.push((i, key, line, decided, release, network, taken));
-            }
+            let mut records: Vec<&mut FlowRecord> =
+                lent.iter_mut().map(|(_, h)| &mut *h.out.record).collect();
             report::link_legs(&mut records);
-            for ((i, key, line, decided, release, network, taken), record) in
-                rest.into_iter().zip(records)
-            {
-                let paired = record.paired_with.is_some();
-                let held = Held {
-                    out: Out {
-                        decided: key,
-                        // Pairing changed the record: its serialized line is stale.
-                        line: if paired { None } else { line },
-                        record,
-                    },
-                    decided,
-                    release,
-                    network,
-                    taken: taken || (paired && !network),
-                };
-                self.held.insert(i, held);
+            for (i, mut h) in lent {
+                if h.out.record.paired_with.is_some() {
+                    // Pairing changed the record: its serialized line is stale.
+                    h.out.line = None;
+                    if !h.network {
+                        let r = &h.out.record;
+                        self.pod_local
+                            .remove(&(r.first_ts.nanos(), r.first_frame, i));
+                    }
+                }
+                self.held.insert(i, h);
             }
         }
-        while let Some(&(release, d, id)) = self.by_release.first() {
+        while let Some(&(release, _, id)) = self.by_release.first() {
             if !due(release) {
                 break;
             }
-            self.by_release.remove(&(release, d, id));
+            self.by_release.pop_first();
             if let Some(h) = self.held.remove(&id) {
-                let r = &h.out.record;
-                self.pod_local
-                    .remove(&(r.pairing.first_ts, r.first_frame, id));
+                if !h.network {
+                    let r = &h.out.record;
+                    self.pod_local
+                        .remove(&(r.first_ts.nanos(), r.first_frame, id));
+                }
                 out.push(h.out);
             }
         }
@@ -773,8 +756,10 @@ impl Printer<'_> {
         match (self.format, &o.line) {
             (_, Some(line)) => self.out.write_all(line),
             (Format::Jsonl, None) => {
-                serde_json::to_writer(&mut *self.out, &o.record)?;
-                self.out.write_all(b"\n")
+                let mut line = Vec::with_capacity(2048);
+                report::json::write_flow(&mut line, &o.record);
+                line.push(b'\n');
+                self.out.write_all(&line)
             }
             (Format::Table, None) => {
                 let (width, explain) = (self.width, self.explain);
@@ -1571,7 +1556,7 @@ fn emit(printer: &mut Printer<'_>, ready: &mut Vec<Out>, summary: &mut Summary) 
             summary.count(&o.record);
         }
         match &mut printer.collect {
-            Some(kept) => kept.push(o.record),
+            Some(kept) => kept.push(*o.record),
             None => printer.record(&o)?,
         }
     }

@@ -486,8 +486,9 @@ fn identities(f: &Facts<'_>) -> (Option<Identity>, Option<Identity>) {
 }
 
 /// A cleartext request answered with TLS bytes: the request itself crossed in clear.
-fn rule_plaintext_to_tls(f: &Facts<'_>) -> Option<Call> {
-    let (_, failure) = handshake(f);
+/// Checked before [`RULES`], from the handshake outcome `judge` computes once for the
+/// verdict (it reads the record timeline, the costliest part of judging).
+fn plaintext_to_tls(f: &Facts<'_>, failure: Option<Failure>) -> Option<Call> {
     (failure == Some(Failure::TlsReplyToPlaintext)).then(|| Call {
         class: Class::Plaintext,
         confidence: Confidence::High,
@@ -725,9 +726,8 @@ fn rule_plaintext(f: &Facts<'_>) -> Option<Call> {
     })
 }
 
-/// The class rules, in order.
-const RULES: [Rule; 9] = [
-    rule_plaintext_to_tls,
+/// The class rules, in order, after [`plaintext_to_tls`].
+const RULES: [Rule; 8] = [
     rule_istio_hbone,
     rule_istio_sidecar,
     rule_linkerd,
@@ -793,21 +793,24 @@ fn double_wrap(f: &Facts<'_>, call: &mut Call) {
 
 /// Judges a flow from its facts.
 pub fn judge(f: &Facts<'_>) -> Verdict {
-    let mut call = RULES.iter().find_map(|r| r(f)).unwrap_or_else(|| {
-        let why = if f.client.bytes + f.server.bytes == 0 {
-            "no_payload"
-        } else if plain::detect(f.client.head, f.server.head) == Some("ssh") {
-            "ssh"
-        } else {
-            "unrecognized_payload"
-        };
-        Call {
-            class: Class::Unknown,
-            confidence: Confidence::Low,
-            evidence: vec![why.into()],
-            mesh: None,
-        }
-    });
+    let (handshake, failure) = handshake(f);
+    let mut call = plaintext_to_tls(f, failure)
+        .or_else(|| RULES.iter().find_map(|r| r(f)))
+        .unwrap_or_else(|| {
+            let why = if f.client.bytes + f.server.bytes == 0 {
+                "no_payload"
+            } else if plain::detect(f.client.head, f.server.head) == Some("ssh") {
+                "ssh"
+            } else {
+                "unrecognized_payload"
+            };
+            Call {
+                class: Class::Unknown,
+                confidence: Confidence::Low,
+                evidence: vec![why.into()],
+                mesh: None,
+            }
+        });
     double_wrap(f, &mut call);
     let leg = leg(f);
     // On the network leg, TLS without a mesh signature may also be a sidecar originating it
@@ -816,7 +819,6 @@ pub fn judge(f: &Facts<'_>) -> Verdict {
     if call.class == Class::AppTls && leg == Leg::Network && call.confidence == Confidence::High {
         call.confidence = Confidence::Medium;
     }
-    let (handshake, failure) = handshake(f);
     let diagnosis = diagnose::diagnose(f, call.class, leg, failure);
     Verdict {
         class: call.class,

@@ -26,7 +26,8 @@ pub struct Rec {
     pub frame: u64,
 }
 
-/// Both directions' records, ordered by frame (client first within a frame).
+/// Both directions' records, ordered by frame (client first within a frame; each side's
+/// records in their order within a frame).
 pub fn timeline(client: &[RecordSig], server: &[RecordSig]) -> Vec<Rec> {
     let conv = |s: &RecordSig, from_client| Rec {
         from_client,
@@ -35,25 +36,40 @@ pub fn timeline(client: &[RecordSig], server: &[RecordSig]) -> Vec<Rec> {
         encrypted: s.encrypted,
         frame: s.frame,
     };
-    let mut out: Vec<Rec> = client
-        .iter()
-        .map(|s| conv(s, true))
-        .chain(server.iter().map(|s| conv(s, false)))
-        .collect();
-    out.sort_by_key(|r| (r.frame, !r.from_client));
+    let by_frame = |v: &[RecordSig]| v.is_sorted_by_key(|s| s.frame);
+    let mut out = Vec::with_capacity(client.len() + server.len());
+    if by_frame(client) && by_frame(server) {
+        // The usual case: each side's records come in frame order, so a merge gives what
+        // the stable sort below would, without sorting.
+        let (mut c, mut s) = (client.iter().peekable(), server.iter().peekable());
+        loop {
+            let from_client = match (c.peek(), s.peek()) {
+                (Some(x), Some(y)) => x.frame <= y.frame,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let next = if from_client { c.next() } else { s.next() };
+            out.extend(next.map(|r| conv(r, from_client)));
+        }
+    } else {
+        out.extend(client.iter().map(|s| conv(s, true)));
+        out.extend(server.iter().map(|s| conv(s, false)));
+        out.sort_by_key(|r| (r.frame, !r.from_client));
+    }
     out
 }
 
 /// Consecutive records from one side.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Burst {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Burst<'a> {
     /// Sent by the client.
     pub from_client: bool,
-    /// Its records.
-    pub recs: Vec<Rec>,
+    /// Its records (a run of the timeline).
+    pub recs: &'a [Rec],
 }
 
-impl Burst {
+impl Burst<'_> {
     /// Plaintext bytes carried, given `overhead` bytes of encryption per record.
     pub fn inner_bytes(&self, overhead: u16) -> u32 {
         self.recs
@@ -64,18 +80,13 @@ impl Burst {
 }
 
 /// Groups a timeline into bursts.
-pub fn bursts(recs: &[Rec]) -> Vec<Burst> {
-    let mut out: Vec<Burst> = Vec::new();
-    for r in recs {
-        match out.last_mut() {
-            Some(b) if b.from_client == r.from_client => b.recs.push(*r),
-            _ => out.push(Burst {
-                from_client: r.from_client,
-                recs: vec![*r],
-            }),
-        }
-    }
-    out
+pub fn bursts(recs: &[Rec]) -> Vec<Burst<'_>> {
+    recs.chunk_by(|a, b| a.from_client == b.from_client)
+        .map(|run| Burst {
+            from_client: run[0].from_client,
+            recs: run,
+        })
+        .collect()
 }
 
 /// How a TLS 1.3 handshake ended, from record sizes.
@@ -122,8 +133,8 @@ pub fn tls13_end(recs: &[Rec], client_closed: bool, server_closed: bool) -> Tls1
     let Some(cf) = client_flight(&bs, sf) else {
         return Tls13End::NoClientFlight;
     };
-    let flight: Vec<&Rec> = bs[cf].recs.iter().filter(|r| r.encrypted).collect();
-    if flight.is_empty() {
+    let mut flight = bs[cf].recs.iter().filter(|r| r.encrypted).peekable();
+    if flight.peek().is_none() {
         return Tls13End::NoClientFlight;
     }
     // The client sent only alert-sized records after the server's flight, and left.
@@ -131,20 +142,19 @@ pub fn tls13_end(recs: &[Rec], client_closed: bool, server_closed: bool) -> Tls1
         .iter()
         .skip(cf)
         .filter(|b| b.from_client)
-        .flat_map(|b| &b.recs)
+        .flat_map(|b| b.recs)
         .filter(|r| r.encrypted);
     if client_closed && client_after.clone().all(|r| r.len <= ALERT_MAX) {
         return Tls13End::ClientAlert;
     }
-    let after: Vec<&Rec> = bs
+    let mut after = bs
         .iter()
         .skip(cf + 1)
         .filter(|b| !b.from_client)
-        .flat_map(|b| &b.recs)
-        .collect();
-    if server_closed && !after.is_empty() && after.iter().all(|r| r.encrypted && r.len <= ALERT_MAX)
-    {
-        let client_flight = flight.iter().map(|r| u32::from(r.len)).sum();
+        .flat_map(|b| b.recs)
+        .peekable();
+    if server_closed && after.peek().is_some() && after.all(|r| r.encrypted && r.len <= ALERT_MAX) {
+        let client_flight = flight.map(|r| u32::from(r.len)).sum();
         return Tls13End::ServerAlert { client_flight };
     }
     Tls13End::Finished
@@ -374,5 +384,37 @@ mod tests {
             tls13_end(&cert_required[..3], true, true),
             Tls13End::NoClientFlight
         );
+    }
+
+    #[test]
+    fn timeline_merges_as_a_stable_sort_by_frame_client_first() {
+        let sig = |frame: u64, len: u16| RecordSig {
+            content_type: 23,
+            len,
+            encrypted: true,
+            frame,
+            ts: crate::capture::Timestamp(0),
+        };
+        let by_sort = |c: &[RecordSig], s: &[RecordSig]| {
+            let mut v: Vec<Rec> = c
+                .iter()
+                .map(|x| rec(true, 23, x.len, x.frame))
+                .chain(s.iter().map(|x| rec(false, 23, x.len, x.frame)))
+                .collect();
+            v.sort_by_key(|r| (r.frame, !r.from_client));
+            v
+        };
+        let sorted_c = [sig(1, 1), sig(3, 2), sig(3, 3), sig(7, 4)];
+        let sorted_s = [sig(2, 5), sig(3, 6), sig(3, 7), sig(9, 8)];
+        let unsorted = [sig(5, 9), sig(3, 10), sig(5, 11), sig(1, 12)];
+        for (c, s) in [
+            (&sorted_c[..], &sorted_s[..]),
+            (&sorted_c[..], &unsorted[..]),
+            (&unsorted[..], &sorted_s[..]),
+            (&[][..], &sorted_s[..]),
+            (&sorted_c[..], &[][..]),
+        ] {
+            assert_eq!(timeline(c, s), by_sort(c, s));
+        }
     }
 }

@@ -5,7 +5,9 @@
 //! hex strings (`"0x0304"`); times are RFC 3339 UTC with microseconds. Payload bytes and
 //! header values are never included.
 
+pub mod json;
 pub mod table;
+pub mod text;
 
 use std::collections::BTreeMap;
 
@@ -17,7 +19,9 @@ use crate::analyzers::{ConnAnalyzer, plain};
 use crate::capture::Timestamp;
 use crate::classify::pairing::{self, LegView, Link};
 use crate::classify::{self, Class, Diagnosis, Facts, Leg, Mesh, mesh};
+use crate::decode::Endpoint;
 use crate::flow::{Dir, EndReason, Flow};
+pub use text::{CodePoint, UtcTime};
 
 /// Version of the JSON Lines schema; bumped only on a breaking change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -74,23 +78,23 @@ pub struct TlsRecord {
     /// ALPN selected by the ServerHello (TLS ≤ 1.2; TLS 1.3 encrypts it).
     pub alpn_selected: Option<String>,
     /// ClientHello legacy version.
-    pub client_hello_version: Option<String>,
+    pub client_hello_version: Option<CodePoint>,
     /// supported_versions offered, GREASE kept.
-    pub supported_versions_offered: Option<Vec<String>>,
+    pub supported_versions_offered: Option<Vec<CodePoint>>,
     /// Negotiated version.
-    pub version: Option<String>,
+    pub version: Option<CodePoint>,
     /// Its name.
     pub version_name: Option<String>,
     /// Chosen cipher suite.
-    pub cipher: Option<String>,
+    pub cipher: Option<CodePoint>,
     /// Its name.
     pub cipher_name: Option<&'static str>,
     /// Cipher suites offered, in order.
-    pub ciphers_offered: Vec<String>,
+    pub ciphers_offered: Vec<CodePoint>,
     /// supported_groups offered.
-    pub groups_offered: Vec<String>,
+    pub groups_offered: Vec<CodePoint>,
     /// Groups of the client's key shares.
-    pub key_share_groups: Vec<String>,
+    pub key_share_groups: Vec<CodePoint>,
     /// Plaintext alerts.
     pub alerts: Vec<AlertRecord>,
     /// Encrypted alert records (an alert visible only as a record type/size).
@@ -155,9 +159,11 @@ pub struct PairRecord {
     /// Its first frame.
     pub first_frame: u64,
     /// Its client.
-    pub client: String,
+    #[serde(serialize_with = "text::serialize_endpoint")]
+    pub client: Endpoint,
     /// Its server.
-    pub server: String,
+    #[serde(serialize_with = "text::serialize_endpoint")]
+    pub server: Endpoint,
     /// What the pair shows: `double-wrapped`, `double-tls`, `sidecar-originated`,
     /// `mesh-hop`, `passthrough`.
     pub link: &'static str,
@@ -172,9 +178,11 @@ pub struct FlowRecord {
     /// Capture path as given.
     pub capture: String,
     /// Client endpoint.
-    pub client: String,
+    #[serde(serialize_with = "text::serialize_endpoint")]
+    pub client: Endpoint,
     /// Server endpoint.
-    pub server: String,
+    #[serde(serialize_with = "text::serialize_endpoint")]
+    pub server: Endpoint,
     /// What decided the client.
     pub client_basis: &'static str,
     /// First frame (1-based).
@@ -182,9 +190,9 @@ pub struct FlowRecord {
     /// Last frame.
     pub last_frame: u64,
     /// Time of the first packet.
-    pub first_ts: String,
+    pub first_ts: UtcTime,
     /// Time of the last packet.
-    pub last_ts: String,
+    pub last_ts: UtcTime,
     /// Packets per side.
     pub packets: PerSide,
     /// TCP payload bytes per side.
@@ -218,24 +226,6 @@ pub struct FlowRecord {
     pub paired_with: Option<PairRecord>,
     /// TLS facts, or null when no TLS was seen.
     pub tls: Option<TlsRecord>,
-    /// What pairing reads (not printed).
-    #[serde(skip)]
-    pub pairing: PairingFacts,
-}
-
-/// Facts pairing needs that the printed record does not hold in this form.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PairingFacts {
-    /// First packet time, ns.
-    pub first_ts: i64,
-    /// Client endpoint.
-    pub client: Option<crate::decode::Endpoint>,
-    /// Server endpoint.
-    pub server: Option<crate::decode::Endpoint>,
-}
-
-fn hex(v: u16) -> String {
-    format!("0x{v:04x}")
 }
 
 fn side(client: Dir, dir: Dir) -> &'static str {
@@ -244,25 +234,7 @@ fn side(client: Dir, dir: Dir) -> &'static str {
 
 /// Formats a timestamp as RFC 3339 UTC with microseconds.
 pub fn rfc3339(ts: Timestamp) -> String {
-    let secs = ts.0.div_euclid(1_000_000_000);
-    let micros = ts.0.rem_euclid(1_000_000_000) / 1000;
-    let (days, tod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        tod / 3600,
-        tod % 3600 / 60,
-        tod % 60
-    )
+    UtcTime(ts).text().as_str().to_string()
 }
 
 fn anomalies(flow: &Flow<ConnAnalyzer>, client: Dir) -> Vec<Anomaly> {
@@ -321,7 +293,7 @@ fn tls_record(flow: &Flow<ConnAnalyzer>, client: Dir) -> Option<TlsRecord> {
     let f = tls.facts();
     let ch = f.client_hello.as_ref();
     let sh = f.server_hello.as_ref().or(f.hello_retry.as_ref());
-    let hexes = |v: &[u16]| v.iter().map(|&x| hex(x)).collect::<Vec<_>>();
+    let hexes = |v: &[u16]| v.iter().map(|&x| CodePoint::new(x)).collect::<Vec<_>>();
     let preamble_dir = [client, client.rev()]
         .into_iter()
         .find(|&d| tls.preamble(d) > 0);
@@ -342,15 +314,15 @@ fn tls_record(flow: &Flow<ConnAnalyzer>, client: Dir) -> Option<TlsRecord> {
         sni_all: ch.map(|c| c.sni.clone()).unwrap_or_default(),
         alpn_offered: ch.and_then(|c| c.alpn.clone()),
         alpn_selected: f.server_hello.as_ref().and_then(|s| s.alpn.clone()),
-        client_hello_version: ch.map(|c| hex(c.legacy_version)),
+        client_hello_version: ch.map(|c| CodePoint::new(c.legacy_version)),
         supported_versions_offered: ch.and_then(|c| c.supported_versions.as_deref().map(hexes)),
-        version: sh.map(|s| hex(s.version)),
+        version: sh.map(|s| CodePoint::new(s.version)),
         version_name: sh.and_then(|s| names::version_name(s.version)),
         cipher: sh.and_then(|s| {
             if s.sslv2 {
-                s.sslv2_cipher.map(|c| format!("0x{c:06x}"))
+                s.sslv2_cipher.map(CodePoint::sslv2_cipher)
             } else {
-                Some(hex(s.cipher))
+                Some(CodePoint::new(s.cipher))
             }
         }),
         cipher_name: sh
@@ -432,13 +404,13 @@ pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> FlowRecord {
     FlowRecord {
         kind: "flow",
         capture: capture.to_string(),
-        client: flow.sender(c).to_string(),
-        server: flow.sender(c.rev()).to_string(),
+        client: flow.sender(c),
+        server: flow.sender(c.rev()),
         client_basis: roles.basis,
         first_frame: flow.first_frame,
         last_frame: flow.last_frame,
-        first_ts: rfc3339(flow.first_ts),
-        last_ts: rfc3339(flow.last_ts),
+        first_ts: UtcTime(flow.first_ts),
+        last_ts: UtcTime(flow.last_ts),
         packets: PerSide {
             client: hc.packets,
             server: hs.packets,
@@ -461,11 +433,6 @@ pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> FlowRecord {
         http,
         paired_with: None,
         tls,
-        pairing: PairingFacts {
-            first_ts: flow.first_ts.0,
-            client: Some(flow.sender(c)),
-            server: Some(flow.sender(c.rev())),
-        },
     }
 }
 
@@ -486,11 +453,7 @@ fn class_of(name: &str) -> Class {
 /// Links the two legs of each request found in one capture's records (see
 /// [`classify::pairing`]) and updates both records: `paired_with` on each, and on a
 /// double-wrapped pair the class, high confidence, evidence and diagnosis.
-pub fn link_legs(records: &mut [FlowRecord]) {
-    let unknown = crate::decode::Endpoint {
-        ip: [0, 0, 0, 0].into(),
-        port: 0,
-    };
+pub fn link_legs(records: &mut [&mut FlowRecord]) {
     let views: Vec<LegView> = records
         .iter()
         .map(|r| {
@@ -501,9 +464,9 @@ pub fn link_legs(records: &mut [FlowRecord]) {
                 .unwrap_or_default();
             let has = |a: &str| alpn.iter().any(|x| x == a);
             LegView {
-                first_ts: r.pairing.first_ts,
-                client: r.pairing.client.unwrap_or(unknown),
-                server: r.pairing.server.unwrap_or(unknown),
+                first_ts: r.first_ts.nanos(),
+                client: r.client,
+                server: r.server,
                 leg: if r.leg == Leg::PodLocal.name() {
                     Leg::PodLocal
                 } else {
@@ -531,11 +494,11 @@ pub fn link_legs(records: &mut [FlowRecord]) {
         };
         let refer = |r: &FlowRecord| PairRecord {
             first_frame: r.first_frame,
-            client: r.client.clone(),
-            server: r.server.clone(),
+            client: r.client,
+            server: r.server,
             link,
         };
-        let (to_local, to_net) = (refer(&records[p.pod_local]), refer(&records[p.network]));
+        let (to_local, to_net) = (refer(records[p.pod_local]), refer(records[p.network]));
         let evidence_local = format!("pod_local_leg:frame_{}", to_local.first_frame);
         let evidence_net = format!("network_leg:frame_{}", to_net.first_frame);
         let net = &mut records[p.network];

@@ -37,7 +37,7 @@ fn cells(r: &FlowRecord) -> ([String; 11], String) {
     let dash = || "-".to_string();
     let cells = [
         r.first_frame.to_string(),
-        r.client.clone(),
+        r.client.to_string(),
         r.leg.to_string(),
         r.app_protocol.unwrap_or("-").to_string(),
         format!("{} ({})", r.class, r.confidence),
@@ -51,8 +51,12 @@ fn cells(r: &FlowRecord) -> ([String; 11], String) {
             })
         })
         .unwrap_or_else(dash),
-        tls.and_then(|t| t.version_name.clone().or_else(|| t.version.clone()))
-            .unwrap_or_else(dash),
+        tls.and_then(|t| {
+            t.version_name
+                .clone()
+                .or_else(|| t.version.map(|v| v.to_string()))
+        })
+        .unwrap_or_else(dash),
         tls.map(|t| {
             t.alerts
                 .iter()

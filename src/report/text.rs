@@ -1,0 +1,282 @@
+//! The small printed values of a flow record — TLS code points (`"0x0304"`), RFC 3339
+//! times and endpoints — formatted into fixed-size stack buffers instead of `String`s.
+//!
+//! A record holds the raw values ([`CodePoint`], [`UtcTime`], [`Endpoint`]); their text is
+//! made only when the record is written, without allocating. Each type serializes as the
+//! JSON string the contract (`docs/flow-record.md`) specifies, and displays as the same
+//! text.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Serialize, Serializer};
+
+use crate::capture::Timestamp;
+use crate::decode::Endpoint;
+
+/// Text of at most `N` bytes, built on the stack.
+#[derive(Clone, Copy)]
+pub struct StackText<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> StackText<N> {
+    fn new() -> Self {
+        StackText {
+            buf: [0; N],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    /// Appends `v` in decimal.
+    fn push_decimal(&mut self, v: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut v = v;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        for &d in &digits[i..] {
+            self.push(d);
+        }
+    }
+
+    /// Appends `v` in decimal, zero-padded to `width` digits (`v` must fit in them).
+    fn push_padded(&mut self, v: u64, width: usize) {
+        let mut v = v;
+        for i in (0..width).rev() {
+            self.buf[self.len + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        self.len += width;
+    }
+
+    /// The text's bytes (ASCII, but for an IPv6 endpoint's: still UTF-8).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII and whole `&str`s (from `fmt::Write`) are ever pushed.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl<const N: usize> fmt::Write for StackText<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        if end > N {
+            return Err(fmt::Error);
+        }
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// A TLS code point (version, cipher suite, group), printed as lowercase hex with at least
+/// four digits (`"0x1301"`), or six for an SSL 2.0 cipher kind (`"0x0700c0"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CodePoint {
+    value: u32,
+    digits: u8,
+}
+
+impl CodePoint {
+    /// A 16-bit code point: `0x%04x`.
+    pub fn new(value: u16) -> CodePoint {
+        CodePoint {
+            value: u32::from(value),
+            digits: 4,
+        }
+    }
+
+    /// An SSL 2.0 cipher kind (24 bits): `0x%06x`.
+    pub fn sslv2_cipher(value: u32) -> CodePoint {
+        CodePoint { value, digits: 6 }
+    }
+
+    /// Its text: `0x` and the hex digits (`0x%04x`, or `0x%06x` for SSL 2.0 kinds).
+    pub fn text(self) -> StackText<10> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        // Significant digits, but never fewer than `digits` (at most 8 for a u32).
+        let needed = (32 - self.value.leading_zeros()).div_ceil(4) as usize;
+        let n = needed.max(usize::from(self.digits)).min(8);
+        let mut buf = [0; 10];
+        buf[0] = b'0';
+        buf[1] = b'x';
+        for (i, slot) in buf[2..2 + n].iter_mut().rev().enumerate() {
+            *slot = HEX[(self.value >> (4 * i)) as usize & 0xf];
+        }
+        StackText { buf, len: 2 + n }
+    }
+}
+
+impl fmt::Display for CodePoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text().as_str())
+    }
+}
+
+impl Serialize for CodePoint {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.text().as_str())
+    }
+}
+
+/// A packet time, printed as RFC 3339 UTC with microseconds
+/// (`"2026-01-01T00:00:00.071200Z"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UtcTime(pub Timestamp);
+
+impl UtcTime {
+    /// Nanoseconds since the Unix epoch.
+    pub fn nanos(self) -> i64 {
+        (self.0).0
+    }
+
+    /// Its text. Always 27 bytes: a nanosecond `i64` spans the years 1677 to 2262, so the
+    /// year has four digits.
+    pub fn text(self) -> StackText<27> {
+        let ns = self.nanos();
+        let secs = ns.div_euclid(1_000_000_000);
+        let micros = ns.rem_euclid(1_000_000_000) / 1000;
+        let (days, tod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        // Every part is non-negative and fits its width (see above).
+        let part = |v: i64| v.unsigned_abs();
+        let mut t = StackText::new();
+        t.push_padded(part(y), 4);
+        t.push(b'-');
+        t.push_padded(part(m), 2);
+        t.push(b'-');
+        t.push_padded(part(d), 2);
+        t.push(b'T');
+        t.push_padded(part(tod / 3600), 2);
+        t.push(b':');
+        t.push_padded(part(tod % 3600 / 60), 2);
+        t.push(b':');
+        t.push_padded(part(tod % 60), 2);
+        t.push(b'.');
+        t.push_padded(part(micros), 6);
+        t.push(b'Z');
+        t
+    }
+}
+
+impl fmt::Display for UtcTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text().as_str())
+    }
+}
+
+impl Serialize for UtcTime {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.text().as_str())
+    }
+}
+
+/// Bytes of the longest endpoint text: `[`, an IPv6 address (at most 39), `]:`, a port.
+const ENDPOINT_MAX: usize = 1 + 39 + 2 + 5;
+
+/// An endpoint's text, as its `Display` writes it: `ip:port`, or `[ip]:port` for IPv6.
+pub fn endpoint_text(ep: &Endpoint) -> StackText<ENDPOINT_MAX> {
+    let mut t = StackText::new();
+    match ep.ip {
+        IpAddr::V4(a) => {
+            let [a, b, c, d] = a.octets();
+            for (i, o) in [a, b, c, d].into_iter().enumerate() {
+                if i > 0 {
+                    t.push(b'.');
+                }
+                t.push_decimal(u64::from(o));
+            }
+        }
+        IpAddr::V6(a) => {
+            // std's compressed form (RFC 5952); rare enough to go through `fmt`. It always
+            // fits, so the write cannot fail.
+            let _ = fmt::Write::write_fmt(&mut t, format_args!("[{a}]"));
+        }
+    }
+    t.push(b':');
+    t.push_decimal(u64::from(ep.port));
+    t
+}
+
+/// Serializes an endpoint as its text (`serialize_with` of the record's endpoints).
+pub fn serialize_endpoint<S: Serializer>(ep: &Endpoint, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(endpoint_text(ep).as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_points_as_format_prints_them() {
+        for v in [0u16, 1, 0x0304, 0x1301, 0xabcd, 0xffff, 0x0a0a] {
+            assert_eq!(CodePoint::new(v).to_string(), format!("0x{v:04x}"));
+        }
+        for v in [0u32, 0x0700c0, 0x010080, 0xffffff, 0x1234567, u32::MAX] {
+            assert_eq!(CodePoint::sslv2_cipher(v).to_string(), format!("0x{v:06x}"));
+        }
+    }
+
+    #[test]
+    fn times_are_rfc3339_micros() {
+        let cases = [
+            (0, "1970-01-01T00:00:00.000000Z"),
+            (1_795_843_703_123_456_789, "2026-11-28T05:28:23.123456Z"),
+            (951_782_400 * 1_000_000_000, "2000-02-29T00:00:00.000000Z"),
+            (-1, "1969-12-31T23:59:59.999999Z"),
+            (i64::MIN, "1677-09-21T00:12:43.145224Z"),
+            (i64::MAX, "2262-04-11T23:47:16.854775Z"),
+        ];
+        for (ns, text) in cases {
+            assert_eq!(UtcTime(Timestamp(ns)).to_string(), text);
+        }
+    }
+
+    #[test]
+    fn endpoints_as_their_display() {
+        let eps = [
+            "10.64.0.89:37559",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "[fd00::2]:80",
+            "[::ffff:10.0.0.1]:443",
+            "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
+            "[2001:db8::1:0:0:1]:8080",
+        ];
+        for s in eps {
+            let sa: std::net::SocketAddr = s.parse().unwrap();
+            let ep = Endpoint {
+                ip: sa.ip(),
+                port: sa.port(),
+            };
+            assert_eq!(endpoint_text(&ep).as_str(), ep.to_string());
+            assert_eq!(endpoint_text(&ep).as_str(), s);
+        }
+    }
+}
