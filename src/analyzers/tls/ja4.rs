@@ -181,7 +181,12 @@ fn extension_string(extensions: &[u16], signature_algorithms: &[u16]) -> Option<
     let mut raw = String::with_capacity((list.len() + signature_algorithms.len()) * 5);
     push_join_hex(&mut raw, &list);
     list.clear();
-    list.extend(signature_algorithms.iter().copied().filter(|&s| !is_grease(s)));
+    list.extend(
+        signature_algorithms
+            .iter()
+            .copied()
+            .filter(|&s| !is_grease(s)),
+    );
     if !list.is_empty() {
         raw.push('_');
         push_join_hex(&mut raw, &list);
