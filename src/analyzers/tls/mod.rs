@@ -711,14 +711,14 @@ impl TlsAnalyzer {
             self.facts.server_certificates = certs
                 .iter()
                 .take(MAX_CERTS)
-                .filter_map(|c| cert::summarize(c))
+                .filter_map(|c| cert::summarize_cached(c))
                 .collect();
         } else {
             self.facts.client_certificates = Some(certs.len() + cut);
             self.facts.client_certificate_chain = certs
                 .iter()
                 .take(MAX_CERTS)
-                .filter_map(|c| cert::summarize(c))
+                .filter_map(|c| cert::summarize_cached(c))
                 .collect();
         }
     }
