@@ -532,6 +532,15 @@ impl TlsAnalyzer {
                 }
             }
             let need = 5 + usize::from(u16::from_be_bytes([d.buf[3], d.buf[4]]));
+            if d.buf.len() == 5 && data.len() >= need - 5 {
+                // The whole body is in this chunk: read it where it lies.
+                let ctype = d.buf[0];
+                d.buf.clear();
+                let (body, rest) = data.split_at(need - 5);
+                data = rest;
+                self.record(dir, ctype, body, ctx);
+                continue;
+            }
             let take = (need - d.buf.len()).min(data.len());
             d.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
@@ -580,47 +589,65 @@ impl TlsAnalyzer {
                 let d = &mut self.dirs[dir.idx()];
                 let passed = d.hs_skip.min(body.len());
                 d.hs_skip -= passed;
-                d.hs.extend_from_slice(&body[passed..]);
-                let hs = std::mem::take(&mut d.hs);
-                let mut at = 0;
-                while hs.len() - at >= 4 {
-                    let (kind, len) = (
-                        hs[at],
-                        (usize::from(hs[at + 1]) << 16)
-                            | (usize::from(hs[at + 2]) << 8)
-                            | usize::from(hs[at + 3]),
-                    );
-                    let have = hs.len() - at - 4;
-                    if len > MAX_HANDSHAKE_MSG {
-                        if kind != 11 {
-                            self.facts.malformed += 1;
-                            self.dirs[dir.idx()].encrypted = true;
-                            return;
-                        }
-                        if have < CERT_PREFIX {
-                            break;
-                        }
-                        // An oversized chain: read the certificates in the prefix, pass over the rest.
-                        self.certificate(dir, &hs[at + 4..], false);
-                        let d = &mut self.dirs[dir.idx()];
-                        d.hs_skip = len - have;
-                        d.hs.clear();
-                        return;
+                let body = &body[passed..];
+                if d.hs.is_empty() {
+                    // The usual case: messages are read where they lie, only an
+                    // incomplete one at the end is kept.
+                    if let Some(at) = self.handshake_messages(dir, body, ctx) {
+                        self.dirs[dir.idx()].hs.extend_from_slice(&body[at..]);
                     }
-                    if have < len {
-                        break;
-                    }
-                    self.handshake(dir, kind, &hs[at + 4..at + 4 + len], ctx);
-                    at += 4 + len;
-                    if self.dirs[dir.idx()].encrypted {
-                        // What follows in this direction is no longer readable.
-                        return;
+                } else {
+                    d.hs.extend_from_slice(body);
+                    let mut hs = std::mem::take(&mut d.hs);
+                    if let Some(at) = self.handshake_messages(dir, &hs, ctx) {
+                        hs.drain(..at);
+                        self.dirs[dir.idx()].hs = hs;
                     }
                 }
-                self.dirs[dir.idx()].hs = hs[at..].to_vec();
             }
             _ => {}
         }
+    }
+
+    /// Handles the whole handshake messages at the start of `hs` (plaintext handshake
+    /// bytes of a direction). Returns where the incomplete rest begins, to be kept until
+    /// more bytes come; `None` when nothing is to be kept (the direction is no longer
+    /// readable, or the rest of an oversized Certificate message is passed over).
+    fn handshake_messages(&mut self, dir: Dir, hs: &[u8], ctx: &Ctx) -> Option<usize> {
+        let mut at = 0;
+        while hs.len() - at >= 4 {
+            let (kind, len) = (
+                hs[at],
+                (usize::from(hs[at + 1]) << 16)
+                    | (usize::from(hs[at + 2]) << 8)
+                    | usize::from(hs[at + 3]),
+            );
+            let have = hs.len() - at - 4;
+            if len > MAX_HANDSHAKE_MSG {
+                if kind != 11 {
+                    self.facts.malformed += 1;
+                    self.dirs[dir.idx()].encrypted = true;
+                    return None;
+                }
+                if have < CERT_PREFIX {
+                    break;
+                }
+                // An oversized chain: read the certificates in the prefix, pass over the rest.
+                self.certificate(dir, &hs[at + 4..], false);
+                self.dirs[dir.idx()].hs_skip = len - have;
+                return None;
+            }
+            if have < len {
+                break;
+            }
+            self.handshake(dir, kind, &hs[at + 4..at + 4 + len], ctx);
+            at += 4 + len;
+            if self.dirs[dir.idx()].encrypted {
+                // What follows in this direction is no longer readable.
+                return None;
+            }
+        }
+        Some(at)
     }
 
     fn client_hello(&mut self, dir: Dir, ch: ClientHello, ctx: &Ctx) {
@@ -836,6 +863,60 @@ mod tests {
         for cut in 1..rec.len() {
             let (a, b) = rec.split_at(cut);
             assert_eq!(sniffed(&[a, b]), (0, Some(vec![0x1301])), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn handshake_messages_across_records_and_chunks() {
+        fn msg(kind: u8, body: &[u8]) -> Vec<u8> {
+            let mut m = vec![kind];
+            m.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+            m.extend_from_slice(body);
+            m
+        }
+        // A TLS 1.2 server flight: ServerHello, Certificate (two), ServerHelloDone.
+        let mut sh = vec![3, 3];
+        sh.extend_from_slice(&[9; 32]);
+        sh.extend_from_slice(&[0, 0xc0, 0x2f, 0, 0, 0]);
+        let mut chain = Vec::new();
+        for der in [
+            &include_bytes!("testdata/leaf_ec_p256_spiffe.der")[..],
+            include_bytes!("testdata/ca_rsa2048.der"),
+        ] {
+            chain.extend_from_slice(&(der.len() as u32).to_be_bytes()[1..]);
+            chain.extend_from_slice(der);
+        }
+        let mut certs = (chain.len() as u32).to_be_bytes()[1..].to_vec();
+        certs.extend_from_slice(&chain);
+        let flight = [msg(2, &sh), msg(11, &certs), msg(14, &[])].concat();
+        for record_len in [flight.len(), 1000, 40, 3] {
+            let mut stream = Vec::new();
+            for part in flight.chunks(record_len) {
+                stream.extend_from_slice(&[0x16, 3, 3]);
+                stream.extend_from_slice(&(part.len() as u16).to_be_bytes());
+                stream.extend_from_slice(part);
+            }
+            for chunk_len in [stream.len(), 1400, 7, 1] {
+                let mut t = TlsAnalyzer::default();
+                for c in stream.chunks(chunk_len) {
+                    t.on_chunk(Dir::BtoA, Chunk::Data(c), &ctx());
+                }
+                let f = t.facts();
+                let case = format!("records of {record_len}, chunks of {chunk_len}");
+                assert_eq!(
+                    f.server_hello.as_ref().map(|s| s.cipher),
+                    Some(0xc02f),
+                    "{case}"
+                );
+                assert_eq!(f.server_certificate_count, Some(2), "{case}");
+                assert_eq!(f.server_certificates.len(), 2, "{case}");
+                assert!(f.server_full_handshake, "{case}");
+                assert_eq!(f.malformed, 0, "{case}");
+                assert!(
+                    t.dirs[1].hs.is_empty() && t.dirs[1].buf.is_empty(),
+                    "{case}"
+                );
+            }
         }
     }
 
