@@ -13,11 +13,12 @@
 //! In a mesh the same few certificates (workload leaves, intermediates, roots)
 //! come back in thousands of connections, and a summary is a pure function of
 //! the DER: [`summarize_cached`] keeps the last ones summarized, per thread, in a
-//! small bounded [`SummaryCache`].
+//! small bounded [`Memo`].
 
 use std::cell::RefCell;
-use std::hash::BuildHasher;
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::memo::Memo;
 
 use serde::Serialize;
 use x509_parser::certificate::X509Certificate;
@@ -113,70 +114,22 @@ pub fn summarize(der: &[u8]) -> Option<CertSummary> {
     Some(summary)
 }
 
-/// Certificates remembered by a [`SummaryCache`].
-const CACHE_ENTRIES: usize = 64;
+/// Certificates remembered per thread.
+const MEMO_ENTRIES: usize = 64;
 /// Larger certificates are summarized every time, never remembered; with
-/// [`CACHE_ENTRIES`] this bounds what a cache holds (summaries are made of the
+/// [`MEMO_ENTRIES`] this bounds what the memo holds (summaries are made of the
 /// certificate's fields, so they are of the same order of size).
-const CACHE_MAX_DER: usize = 8 * 1024;
-
-/// Summaries of the last certificates summarized, keyed by their whole DER
-/// (compared in full: a hash only picks the candidates). At most
-/// [`CACHE_ENTRIES`] entries, the least recently used goes first.
-#[derive(Debug, Default)]
-pub struct SummaryCache {
-    entries: Vec<CacheEntry>,
-    /// Lookups so far: the clock of `CacheEntry::used`.
-    clock: u64,
-}
-
-#[derive(Debug)]
-struct CacheEntry {
-    hash: u64,
-    der: Box<[u8]>,
-    summary: Option<CertSummary>,
-    used: u64,
-}
-
-impl SummaryCache {
-    /// [`summarize`] of `der`, from the cache when it was seen lately.
-    pub fn summarize(&mut self, der: &[u8]) -> Option<CertSummary> {
-        if der.len() > CACHE_MAX_DER {
-            return summarize(der);
-        }
-        self.clock += 1;
-        let hash = foldhash::fast::FixedState::default().hash_one(der);
-        if let Some(e) = self
-            .entries
-            .iter_mut()
-            .find(|e| e.hash == hash && *e.der == *der)
-        {
-            e.used = self.clock;
-            return e.summary.clone();
-        }
-        let entry = CacheEntry {
-            hash,
-            der: der.into(),
-            summary: summarize(der),
-            used: self.clock,
-        };
-        let summary = entry.summary.clone();
-        if self.entries.len() < CACHE_ENTRIES {
-            self.entries.push(entry);
-        } else if let Some(lru) = self.entries.iter_mut().min_by_key(|e| e.used) {
-            *lru = entry;
-        }
-        summary
-    }
-}
+const MEMO_MAX_DER: usize = 8 * 1024;
 
 thread_local! {
-    static CACHE: RefCell<SummaryCache> = RefCell::default();
+    static MEMO: RefCell<Memo<u8, Option<CertSummary>>> =
+        RefCell::new(Memo::new(MEMO_ENTRIES, MEMO_MAX_DER));
 }
 
-/// [`summarize`], through this thread's [`SummaryCache`].
+/// [`summarize`], remembered per thread for the last certificates seen (keyed by
+/// their whole DER).
 pub fn summarize_cached(der: &[u8]) -> Option<CertSummary> {
-    CACHE.with_borrow_mut(|cache| cache.summarize(der))
+    MEMO.with_borrow_mut(|memo| memo.get(der, || summarize(der)))
 }
 
 /// OID short name from x509-parser's registry, else dotted notation.
@@ -369,39 +322,12 @@ mod tests {
     }
 
     #[test]
-    fn cache_returns_the_summary_and_stays_bounded() {
-        let mut cache = SummaryCache::default();
+    fn remembered_summaries_are_the_summaries() {
         for _ in 0..3 {
-            assert_eq!(cache.summarize(LEAF_EC), summarize(LEAF_EC));
-            assert_eq!(cache.summarize(CA_RSA), summarize(CA_RSA));
-        }
-        assert_eq!(cache.entries.len(), 2);
-        // Many distinct inputs (unparseable ones are remembered too): the bound holds,
-        // and the recently used certificate stays.
-        let mut next = rng(7);
-        for i in 0..3 * CACHE_ENTRIES {
-            let junk: Vec<u8> = (0..100).map(|_| next()).collect();
-            assert_eq!(cache.summarize(&junk), None);
-            assert!(cache.entries.len() <= CACHE_ENTRIES);
-            if i % 8 == 0 {
-                assert!(cache.summarize(LEAF_EC).is_some());
+            for der in [LEAF_EC, CA_RSA, &LEAF_EC[1..]] {
+                assert_eq!(summarize_cached(der), summarize(der));
             }
         }
-        assert_eq!(cache.entries.len(), CACHE_ENTRIES);
-        assert!(cache.entries.iter().any(|e| *e.der == *LEAF_EC));
-        assert!(!cache.entries.iter().any(|e| *e.der == *CA_RSA));
-        // Same length and content but one byte: a different entry.
-        let mut other = LEAF_EC.to_vec();
-        let last = other.len() - 1;
-        other[last] ^= 1;
-        assert_eq!(cache.summarize(&other), summarize(&other));
-        assert!(cache.entries.iter().any(|e| *e.der == *other));
-        assert!(cache.entries.iter().any(|e| *e.der == *LEAF_EC));
-        // Large certificates are not remembered.
-        let mut big = vec![0x30, 0x82, 0x40, 0x00];
-        big.resize(CACHE_MAX_DER + 100, 0);
-        assert_eq!(cache.summarize(&big), None);
-        assert!(cache.entries.iter().all(|e| e.der.len() <= CACHE_MAX_DER));
     }
 
     #[test]

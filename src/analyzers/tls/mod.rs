@@ -11,6 +11,7 @@
 pub mod cert;
 pub mod hello;
 pub mod ja4;
+mod memo;
 pub mod names;
 
 use crate::capture::Timestamp;
