@@ -9,8 +9,16 @@
 //! validity-against-clock checks, no hostname or SPIFFE ID policy. It never
 //! panics on hostile input and reports unparseable input as `None` rather
 //! than a partial summary.
+//!
+//! In a mesh the same few certificates (workload leaves, intermediates, roots)
+//! come back in thousands of connections, and a summary is a pure function of
+//! the DER: [`summarize_cached`] keeps the last ones summarized, per thread, in a
+//! small bounded [`Memo`].
 
+use std::cell::RefCell;
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::memo::Memo;
 
 use serde::Serialize;
 use x509_parser::certificate::X509Certificate;
@@ -104,6 +112,24 @@ pub fn summarize(der: &[u8]) -> Option<CertSummary> {
     }
 
     Some(summary)
+}
+
+/// Certificates remembered per thread.
+const MEMO_ENTRIES: usize = 64;
+/// Larger certificates are summarized every time, never remembered; with
+/// [`MEMO_ENTRIES`] this bounds what the memo holds (summaries are made of the
+/// certificate's fields, so they are of the same order of size).
+const MEMO_MAX_DER: usize = 8 * 1024;
+
+thread_local! {
+    static MEMO: RefCell<Memo<u8, Option<CertSummary>>> =
+        RefCell::new(Memo::new(MEMO_ENTRIES, MEMO_MAX_DER));
+}
+
+/// [`summarize`], remembered per thread for the last certificates seen (keyed by
+/// their whole DER).
+pub fn summarize_cached(der: &[u8]) -> Option<CertSummary> {
+    MEMO.with_borrow_mut(|memo| memo.get(der, || summarize(der)))
 }
 
 /// OID short name from x509-parser's registry, else dotted notation.
@@ -291,6 +317,15 @@ mod tests {
                     }
                 }
                 let _ = summarize(&der);
+            }
+        }
+    }
+
+    #[test]
+    fn remembered_summaries_are_the_summaries() {
+        for _ in 0..3 {
+            for der in [LEAF_EC, CA_RSA, &LEAF_EC[1..]] {
+                assert_eq!(summarize_cached(der), summarize(der));
             }
         }
     }

@@ -5,7 +5,7 @@
 //! code point, a post-quantum key share, GREASE) never hides the others. Nothing that
 //! borrows the input escapes this module.
 
-use super::ja4::{Ja4Input, ja4};
+use super::ja4::{Ja4Input, ja4_cached};
 
 /// Extension code points this module reads.
 mod ext {
@@ -193,7 +193,7 @@ pub fn parse_client_hello(body: &[u8]) -> Option<ClientHello> {
             _ => {}
         }
     }
-    out.ja4 = ja4(&Ja4Input {
+    out.ja4 = ja4_cached(&Ja4Input {
         transport: 't',
         legacy_version: out.legacy_version,
         supported_versions: out.supported_versions.as_deref(),

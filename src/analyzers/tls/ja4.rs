@@ -30,7 +30,11 @@
 //! (`0xfeff` = DTLS 1.0, `0xfefd` = 1.2, `0xfefc` = 1.3), so among DTLS
 //! values the numerically lowest is treated as the highest version.
 
+use std::cell::RefCell;
+
 use sha2::{Digest, Sha256};
+
+use super::memo::Memo;
 
 /// Twelve zeros: the value of parts `b` and `c` when their list is empty.
 const EMPTY_HASH: &str = "000000000000";
@@ -85,6 +89,65 @@ pub fn ja4(input: &Ja4Input<'_>) -> String {
         None => fp.push_str(EMPTY_HASH),
     }
     fp
+}
+
+/// ClientHello shapes whose fingerprint is remembered per thread.
+const MEMO_ENTRIES: usize = 64;
+/// Longest [`memo_key`] remembered (code points); longer ones are fingerprinted
+/// every time.
+const MEMO_MAX_KEY: usize = 1024;
+
+thread_local! {
+    static MEMO: RefCell<Memo<u16, String>> = RefCell::new(Memo::new(MEMO_ENTRIES, MEMO_MAX_KEY));
+}
+
+/// [`ja4`], remembered per thread for the last ClientHello shapes seen (in a mesh
+/// the same few clients make thousands of connections).
+pub fn ja4_cached(input: &Ja4Input<'_>) -> String {
+    let lists = [input.ciphers, input.extensions, input.signature_algorithms];
+    let len = lists.iter().map(|l| l.len()).sum::<usize>()
+        + input.supported_versions.map_or(0, <[u16]>::len)
+        + input.first_alpn.map_or(0, <[u8]>::len);
+    if len > MEMO_MAX_KEY {
+        return ja4(input);
+    }
+    let key = memo_key(input);
+    MEMO.with_borrow_mut(|memo| memo.get(&key, || ja4(input)))
+}
+
+/// Everything [`ja4`] reads from `input`, as one sequence that two inputs share only
+/// if they have the same fingerprint inputs (each list is prefixed with its length,
+/// and each optional one with whether it is present).
+fn memo_key(input: &Ja4Input<'_>) -> Vec<u16> {
+    fn list(key: &mut Vec<u16>, values: impl ExactSizeIterator<Item = u16>) {
+        key.push(values.len() as u16);
+        key.extend(values);
+    }
+    let transport = u32::from(input.transport);
+    let mut key = vec![
+        (transport >> 16) as u16,
+        transport as u16,
+        input.legacy_version,
+        u16::from(input.has_sni),
+    ];
+    list(&mut key, input.ciphers.iter().copied());
+    list(&mut key, input.extensions.iter().copied());
+    list(&mut key, input.signature_algorithms.iter().copied());
+    key.push(u16::from(input.supported_versions.is_some()));
+    list(
+        &mut key,
+        input.supported_versions.unwrap_or_default().iter().copied(),
+    );
+    key.push(u16::from(input.first_alpn.is_some()));
+    list(
+        &mut key,
+        input
+            .first_alpn
+            .unwrap_or_default()
+            .iter()
+            .map(|&b| u16::from(b)),
+    );
+    key
 }
 
 /// Appends `n` (< 100) as two decimal digits.
@@ -181,7 +244,12 @@ fn extension_string(extensions: &[u16], signature_algorithms: &[u16]) -> Option<
     let mut raw = String::with_capacity((list.len() + signature_algorithms.len()) * 5);
     push_join_hex(&mut raw, &list);
     list.clear();
-    list.extend(signature_algorithms.iter().copied().filter(|&s| !is_grease(s)));
+    list.extend(
+        signature_algorithms
+            .iter()
+            .copied()
+            .filter(|&s| !is_grease(s)),
+    );
     if !list.is_empty() {
         raw.push('_');
         push_join_hex(&mut raw, &list);
@@ -258,6 +326,32 @@ mod tests {
     #[test]
     fn spec_example_fingerprint() {
         assert_eq!(ja4(&example()), "t13d1516h2_8daaf6152771_e5627efa2ab1");
+    }
+
+    #[test]
+    fn remembered_fingerprints_are_the_fingerprints() {
+        let mut inputs = vec![example()];
+        let mut other = example();
+        other.first_alpn = None;
+        inputs.push(other);
+        other.supported_versions = None;
+        inputs.push(other);
+        other.first_alpn = Some(b"");
+        inputs.push(other);
+        // The same code points, moved from one list to the next.
+        other.ciphers = &EXAMPLE_CIPHERS[..15];
+        other.extensions = &EXAMPLE_CIPHERS[15..];
+        inputs.push(other);
+        other.ciphers = &EXAMPLE_CIPHERS[..14];
+        other.extensions = &EXAMPLE_CIPHERS[14..];
+        inputs.push(other);
+        for _ in 0..2 {
+            for input in &inputs {
+                assert_eq!(ja4_cached(input), ja4(input));
+            }
+        }
+        let keys: std::collections::HashSet<_> = inputs.iter().map(memo_key).collect();
+        assert_eq!(keys.len(), inputs.len());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 pub mod cert;
 pub mod hello;
 pub mod ja4;
+mod memo;
 pub mod names;
 
 use crate::capture::Timestamp;
@@ -22,6 +23,9 @@ use hello::{ClientHello, ServerHello};
 const MAX_RECORD_LEN: usize = 16384 + 2048;
 /// Bytes searched for a TLS start before a direction is declared not TLS.
 const SNIFF_MAX: usize = 16 * 1024;
+/// Bytes [`hello_record_at`] looks at (offsets 0 to 9): what a hello record header
+/// straddling two chunks can need from the earlier one.
+const PROBE_LEN: usize = 10;
 /// Largest handshake message reassembled whole.
 const MAX_HANDSHAKE_MSG: usize = 64 * 1024;
 /// Of a larger Certificate message, only this prefix is kept (the leaf and its issuers
@@ -72,7 +76,10 @@ enum Mode {
 #[derive(Debug)]
 struct DirState {
     mode: Mode,
-    /// Unconsumed bytes: the sniffed prefix, or the current record.
+    /// Unconsumed bytes. While sniffing: the tail of the window still undecided (fewer
+    /// than [`PROBE_LEN`] bytes: the window's start until it is that long, then a
+    /// possible hello header cut by the chunk's end), or the whole window while it holds
+    /// an SSL 2.0 hello. In TLS mode: the current record.
     buf: Vec<u8>,
     /// Handshake bytes not yet forming a whole message.
     hs: Vec<u8>,
@@ -86,10 +93,16 @@ struct DirState {
     preamble: u64,
     /// Stream offset of the next byte fed.
     offset: u64,
-    /// Stream offset of `buf[0]` while sniffing.
+    /// Stream offset where the sniffed window starts (the stream's start, or the end of
+    /// the last gap).
     buf_start: u64,
-    /// Sniffed bytes already searched for a hello (so each byte is searched once).
+    /// Bytes of the sniffed window seen (at most [`SNIFF_MAX`]).
+    window: usize,
+    /// Window bytes already searched for a hello (so each byte is searched once).
     scanned: usize,
+    /// The window starts like an SSL 2.0 ClientHello: `buf` holds all of it until the
+    /// record is complete.
+    sslv2_hello: bool,
     /// Records seen.
     records: u64,
     /// Records seen after encryption started.
@@ -110,7 +123,9 @@ impl DirState {
             preamble: 0,
             offset: 0,
             buf_start: 0,
+            window: 0,
             scanned: 0,
+            sslv2_hello: false,
             records: 0,
             encrypted_records: 0,
             sigs: Vec::new(),
@@ -294,7 +309,9 @@ impl TlsAnalyzer {
         match d.mode {
             Mode::Sniff => {
                 d.buf.clear();
+                d.window = 0;
                 d.scanned = 0;
+                d.sslv2_hello = false;
             }
             Mode::Tls if d.skip as u64 >= n => d.skip -= n as usize,
             Mode::Tls => {
@@ -322,83 +339,147 @@ impl TlsAnalyzer {
     }
 
     /// Looks for the start of TLS in a direction that has not shown it yet.
+    ///
+    /// The window searched is the first [`SNIFF_MAX`] bytes after `buf_start` (bytes of a
+    /// chunk beyond it are dropped). TLS starts at the window's start when a record header
+    /// is there; otherwise at the first hello record header in the window (after a
+    /// STARTTLS or CONNECT preamble). The window is searched in place, chunk by chunk:
+    /// only its undecided tail is kept (see [`DirState::buf`]), never the whole window,
+    /// except while it holds an SSL 2.0 hello (which only a whole record can tell).
     fn sniff(&mut self, dir: Dir, data: &[u8], ctx: &Ctx) {
         let d = &mut self.dirs[dir.idx()];
-        if d.buf.is_empty() {
+        if d.window == 0 {
             d.buf_start = d.offset;
         }
-        let room = SNIFF_MAX.saturating_sub(d.buf.len());
-        d.buf.extend_from_slice(&data[..data.len().min(room)]);
-        let buf = std::mem::take(&mut d.buf);
-        // SSL 2.0 hellos only at the very start of a stream.
-        if d.buf_start == 0 {
-            if hello::looks_like_sslv2_client_hello(&buf) {
-                match hello::parse_sslv2_client_hello(&buf) {
-                    Some((ch, used)) => {
-                        self.client_hello(dir, ch, ctx);
-                        let d = &mut self.dirs[dir.idx()];
-                        d.records += 1;
-                        d.mode = Mode::Tls;
-                        let rest = buf[used.min(buf.len())..].to_vec();
-                        self.feed(dir, &rest, ctx);
-                    }
-                    None if hello::sslv2_record(&buf).is_none() && buf.len() < SNIFF_MAX => {
-                        self.dirs[dir.idx()].buf = buf;
-                    }
-                    None => self.give_up(dir),
-                }
-                return;
-            }
-            if hello::looks_like_sslv2_server_hello(&buf) {
-                if let Some(sh) = hello::parse_sslv2_server_hello(&buf) {
-                    self.facts.server_dir = Some(dir);
-                    self.facts.server_hello.get_or_insert(sh);
-                    self.dirs[dir.idx()].records += 1;
-                }
-                self.give_up(dir);
-                return;
-            }
+        let data = &data[..data.len().min(SNIFF_MAX - d.window)];
+        // The window is `w = [earlier bytes] + data`, `old` and `n` bytes long; `d.buf`
+        // holds its bytes `keep..old`.
+        let old = d.window;
+        let n = old + data.len();
+        d.window = n;
+        if d.buf_start == 0
+            && (d.sslv2_hello || old < PROBE_LEN)
+            && self.sniff_sslv2(dir, data, ctx)
+        {
+            return;
         }
-        // A record at the start: a handshake, or (midstream) any record type.
-        let at_start =
-            valid_header(&buf) && (buf[0] != 0x16 || hello_record_at(&buf) != Some(false));
-        let start = if at_start {
-            Some(0)
-        } else {
-            let mut found = None;
-            let mut pending = false;
-            let from = self.dirs[dir.idx()].scanned.min(buf.len());
-            let mut scanned = buf.len();
-            for i in memchr_all(0x16, &buf[from..]).map(|i| i + from) {
-                match hello_record_at(&buf[i..]) {
+        let d = &mut self.dirs[dir.idx()];
+        let mut carry = std::mem::take(&mut d.buf);
+        let keep = old - carry.len();
+        // `probe` is `w[keep..]` up to PROBE_LEN bytes into `data`: enough to decide at
+        // every position of `carry` (as at the window's start while `keep` is 0).
+        debug_assert!(carry.len() < PROBE_LEN);
+        let mut probe = [0; 2 * PROBE_LEN];
+        let probe_len = carry.len() + data.len().min(PROBE_LEN);
+        probe[..carry.len()].copy_from_slice(&carry);
+        probe[carry.len()..probe_len].copy_from_slice(&data[..probe_len - carry.len()]);
+        let probe = &probe[..probe_len];
+        // A record at the start: a handshake, or (midstream) any record type. Only the
+        // window's first PROBE_LEN bytes decide it, so it is only looked at while the
+        // window is shorter (and `keep` is 0: `probe` starts with the window).
+        let at_start = old < PROBE_LEN
+            && valid_header(probe)
+            && (probe[0] != 0x16 || hello_record_at(probe) != Some(false));
+        let mut found = at_start.then_some(0);
+        let mut pending = None;
+        if !at_start {
+            // Candidates in `carry`, then in `data`; each is decided, or pending until
+            // more bytes come.
+            let in_carry = (d.scanned - keep..carry.len())
+                .filter(|&j| probe[j] == 0x16)
+                .map(|j| (keep + j, hello_record_at(&probe[j..])));
+            let in_data =
+                memchr::memchr_iter(0x16, data).map(|p| (old + p, hello_record_at(&data[p..])));
+            for (at, hello) in in_carry.chain(in_data) {
+                match hello {
                     Some(true) => {
-                        found = Some(i);
+                        found = Some(at);
                         break;
                     }
                     Some(false) => {}
                     None => {
-                        pending = true;
-                        scanned = i;
+                        pending = Some(at);
                         break;
                     }
                 }
             }
-            self.dirs[dir.idx()].scanned = scanned;
-            if found.is_none() && !pending && buf.len() >= SNIFF_MAX {
+            d.scanned = pending.unwrap_or(n);
+            if found.is_none() && pending.is_none() && n >= SNIFF_MAX {
                 self.give_up(dir);
                 return;
             }
-            found
-        };
-        match start {
-            Some(i) => {
-                let d = &mut self.dirs[dir.idx()];
-                d.preamble = d.buf_start + i as u64;
-                d.mode = Mode::Tls;
-                self.feed(dir, &buf[i..], ctx);
-            }
-            None => self.dirs[dir.idx()].buf = buf,
         }
+        match found {
+            Some(at) => {
+                d.preamble = d.buf_start + at as u64;
+                d.mode = Mode::Tls;
+                if at < old {
+                    self.feed(dir, &carry[at - keep..], ctx);
+                    self.feed(dir, data, ctx);
+                } else {
+                    self.feed(dir, &data[at - old..], ctx);
+                }
+            }
+            None => {
+                // Keep what is still undecided: the window's start while it is shorter
+                // than PROBE_LEN, else from the pending candidate (fewer than PROBE_LEN
+                // bytes, or it would be decided).
+                let new_keep = if n < PROBE_LEN { 0 } else { d.scanned };
+                if new_keep < old {
+                    carry.drain(..new_keep - keep);
+                    carry.extend_from_slice(data);
+                } else {
+                    carry.clear();
+                    carry.extend_from_slice(&data[new_keep - old..]);
+                }
+                d.buf = carry;
+            }
+        }
+    }
+
+    /// SSL 2.0 hellos, only at the very start of a stream: called while the window is
+    /// shorter than [`PROBE_LEN`] (when `buf` holds all of it) or holds an SSL 2.0
+    /// ClientHello. Returns whether it dealt with `data`.
+    fn sniff_sslv2(&mut self, dir: Dir, data: &[u8], ctx: &Ctx) -> bool {
+        let d = &mut self.dirs[dir.idx()];
+        let mut head = [0; 2 * PROBE_LEN];
+        let head_len = (d.buf.len() + data.len()).min(head.len());
+        let from_buf = d.buf.len().min(head_len);
+        head[..from_buf].copy_from_slice(&d.buf[..from_buf]);
+        head[from_buf..head_len].copy_from_slice(&data[..head_len - from_buf]);
+        let head = &head[..head_len];
+        if d.sslv2_hello || hello::looks_like_sslv2_client_hello(head) {
+            d.sslv2_hello = true;
+            d.buf.extend_from_slice(data);
+            let buf = std::mem::take(&mut d.buf);
+            match hello::parse_sslv2_client_hello(&buf) {
+                Some((ch, used)) => {
+                    self.client_hello(dir, ch, ctx);
+                    let d = &mut self.dirs[dir.idx()];
+                    d.records += 1;
+                    d.mode = Mode::Tls;
+                    d.sslv2_hello = false;
+                    self.feed(dir, &buf[used.min(buf.len())..], ctx);
+                }
+                None if hello::sslv2_record(&buf).is_none() && buf.len() < SNIFF_MAX => {
+                    self.dirs[dir.idx()].buf = buf;
+                }
+                None => self.give_up(dir),
+            }
+            return true;
+        }
+        if hello::looks_like_sslv2_server_hello(head) {
+            let mut window = std::mem::take(&mut d.buf);
+            window.extend_from_slice(data);
+            if let Some(sh) = hello::parse_sslv2_server_hello(&window) {
+                self.facts.server_dir = Some(dir);
+                self.facts.server_hello.get_or_insert(sh);
+                self.dirs[dir.idx()].records += 1;
+            }
+            self.give_up(dir);
+            return true;
+        }
+        false
     }
 
     /// Frames records out of `data` (following whatever is buffered).
@@ -452,6 +533,15 @@ impl TlsAnalyzer {
                 }
             }
             let need = 5 + usize::from(u16::from_be_bytes([d.buf[3], d.buf[4]]));
+            if d.buf.len() == 5 && data.len() >= need - 5 {
+                // The whole body is in this chunk: read it where it lies.
+                let ctype = d.buf[0];
+                d.buf.clear();
+                let (body, rest) = data.split_at(need - 5);
+                data = rest;
+                self.record(dir, ctype, body, ctx);
+                continue;
+            }
             let take = (need - d.buf.len()).min(data.len());
             d.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
@@ -500,47 +590,65 @@ impl TlsAnalyzer {
                 let d = &mut self.dirs[dir.idx()];
                 let passed = d.hs_skip.min(body.len());
                 d.hs_skip -= passed;
-                d.hs.extend_from_slice(&body[passed..]);
-                let hs = std::mem::take(&mut d.hs);
-                let mut at = 0;
-                while hs.len() - at >= 4 {
-                    let (kind, len) = (
-                        hs[at],
-                        (usize::from(hs[at + 1]) << 16)
-                            | (usize::from(hs[at + 2]) << 8)
-                            | usize::from(hs[at + 3]),
-                    );
-                    let have = hs.len() - at - 4;
-                    if len > MAX_HANDSHAKE_MSG {
-                        if kind != 11 {
-                            self.facts.malformed += 1;
-                            self.dirs[dir.idx()].encrypted = true;
-                            return;
-                        }
-                        if have < CERT_PREFIX {
-                            break;
-                        }
-                        // An oversized chain: read the certificates in the prefix, pass over the rest.
-                        self.certificate(dir, &hs[at + 4..], false);
-                        let d = &mut self.dirs[dir.idx()];
-                        d.hs_skip = len - have;
-                        d.hs.clear();
-                        return;
+                let body = &body[passed..];
+                if d.hs.is_empty() {
+                    // The usual case: messages are read where they lie, only an
+                    // incomplete one at the end is kept.
+                    if let Some(at) = self.handshake_messages(dir, body, ctx) {
+                        self.dirs[dir.idx()].hs.extend_from_slice(&body[at..]);
                     }
-                    if have < len {
-                        break;
-                    }
-                    self.handshake(dir, kind, &hs[at + 4..at + 4 + len], ctx);
-                    at += 4 + len;
-                    if self.dirs[dir.idx()].encrypted {
-                        // What follows in this direction is no longer readable.
-                        return;
+                } else {
+                    d.hs.extend_from_slice(body);
+                    let mut hs = std::mem::take(&mut d.hs);
+                    if let Some(at) = self.handshake_messages(dir, &hs, ctx) {
+                        hs.drain(..at);
+                        self.dirs[dir.idx()].hs = hs;
                     }
                 }
-                self.dirs[dir.idx()].hs = hs[at..].to_vec();
             }
             _ => {}
         }
+    }
+
+    /// Handles the whole handshake messages at the start of `hs` (plaintext handshake
+    /// bytes of a direction). Returns where the incomplete rest begins, to be kept until
+    /// more bytes come; `None` when nothing is to be kept (the direction is no longer
+    /// readable, or the rest of an oversized Certificate message is passed over).
+    fn handshake_messages(&mut self, dir: Dir, hs: &[u8], ctx: &Ctx) -> Option<usize> {
+        let mut at = 0;
+        while hs.len() - at >= 4 {
+            let (kind, len) = (
+                hs[at],
+                (usize::from(hs[at + 1]) << 16)
+                    | (usize::from(hs[at + 2]) << 8)
+                    | usize::from(hs[at + 3]),
+            );
+            let have = hs.len() - at - 4;
+            if len > MAX_HANDSHAKE_MSG {
+                if kind != 11 {
+                    self.facts.malformed += 1;
+                    self.dirs[dir.idx()].encrypted = true;
+                    return None;
+                }
+                if have < CERT_PREFIX {
+                    break;
+                }
+                // An oversized chain: read the certificates in the prefix, pass over the rest.
+                self.certificate(dir, &hs[at + 4..], false);
+                self.dirs[dir.idx()].hs_skip = len - have;
+                return None;
+            }
+            if have < len {
+                break;
+            }
+            self.handshake(dir, kind, &hs[at + 4..at + 4 + len], ctx);
+            at += 4 + len;
+            if self.dirs[dir.idx()].encrypted {
+                // What follows in this direction is no longer readable.
+                return None;
+            }
+        }
+        Some(at)
     }
 
     fn client_hello(&mut self, dir: Dir, ch: ClientHello, ctx: &Ctx) {
@@ -631,14 +739,14 @@ impl TlsAnalyzer {
             self.facts.server_certificates = certs
                 .iter()
                 .take(MAX_CERTS)
-                .filter_map(|c| cert::summarize(c))
+                .filter_map(|c| cert::summarize_cached(c))
                 .collect();
         } else {
             self.facts.client_certificates = Some(certs.len() + cut);
             self.facts.client_certificate_chain = certs
                 .iter()
                 .take(MAX_CERTS)
-                .filter_map(|c| cert::summarize(c))
+                .filter_map(|c| cert::summarize_cached(c))
                 .collect();
         }
     }
@@ -674,14 +782,6 @@ impl TlsAnalyzer {
     }
 }
 
-/// Positions of `byte` in `hay`.
-fn memchr_all(byte: u8, hay: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    hay.iter()
-        .enumerate()
-        .filter(move |(_, b)| **b == byte)
-        .map(|(i, _)| i)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -714,6 +814,128 @@ mod tests {
         t.on_chunk(Dir::AtoB, Chunk::Data(&[0, 1, 9]), &ctx());
         assert!(t.is_tls());
         assert_eq!(t.facts().app_data_records[0], 2);
+    }
+
+    /// A handshake record holding a minimal ClientHello (no extensions).
+    fn client_hello_record() -> Vec<u8> {
+        let mut body = vec![3, 3];
+        body.extend_from_slice(&[7; 32]);
+        body.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0]);
+        let mut msg = vec![1, 0, 0, body.len() as u8];
+        msg.extend_from_slice(&body);
+        let mut rec = vec![0x16, 3, 1, 0, msg.len() as u8];
+        rec.extend_from_slice(&msg);
+        rec
+    }
+
+    /// What a stream fed in `chunks` leaves: the preamble and the ClientHello's ciphers.
+    fn sniffed(chunks: &[&[u8]]) -> (u64, Option<Vec<u16>>) {
+        let mut t = TlsAnalyzer::default();
+        for c in chunks {
+            t.on_chunk(Dir::AtoB, Chunk::Data(c), &ctx());
+        }
+        let ciphers = t.facts().client_hello.as_ref().map(|ch| ch.ciphers.clone());
+        (t.preamble(Dir::AtoB), ciphers)
+    }
+
+    #[test]
+    fn sniffing_across_chunk_boundaries() {
+        // A preamble with decoys (a record type byte, a handshake header that is no
+        // hello), then the hello.
+        let mut stream = b"CONNECT a:443 HTTP/1.1\r\n\x16\x16\x03\x01\x00\x05\x0b\r\n\r\n".to_vec();
+        let preamble = stream.len() as u64;
+        stream.extend_from_slice(&client_hello_record());
+        let whole = sniffed(&[&stream]);
+        assert_eq!(whole, (preamble, Some(vec![0x1301])));
+        for cut in PROBE_LEN..stream.len() {
+            let (a, b) = stream.split_at(cut);
+            assert_eq!(sniffed(&[a, b]), whole, "cut at {cut}");
+            for cut2 in cut..stream.len() {
+                let (b, c) = b.split_at(cut2 - cut);
+                assert_eq!(sniffed(&[a, b, c]), whole, "cuts at {cut}, {cut2}");
+            }
+        }
+        let (head, rest) = stream.split_at(PROBE_LEN);
+        let mut bytes: Vec<&[u8]> = vec![head];
+        bytes.extend(rest.chunks(1));
+        assert_eq!(sniffed(&bytes), whole);
+        // A record at the very start, whatever the first chunks' sizes.
+        let rec = client_hello_record();
+        for cut in 1..rec.len() {
+            let (a, b) = rec.split_at(cut);
+            assert_eq!(sniffed(&[a, b]), (0, Some(vec![0x1301])), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn handshake_messages_across_records_and_chunks() {
+        fn msg(kind: u8, body: &[u8]) -> Vec<u8> {
+            let mut m = vec![kind];
+            m.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+            m.extend_from_slice(body);
+            m
+        }
+        // A TLS 1.2 server flight: ServerHello, Certificate (two), ServerHelloDone.
+        let mut sh = vec![3, 3];
+        sh.extend_from_slice(&[9; 32]);
+        sh.extend_from_slice(&[0, 0xc0, 0x2f, 0, 0, 0]);
+        let mut chain = Vec::new();
+        for der in [
+            &include_bytes!("testdata/leaf_ec_p256_spiffe.der")[..],
+            include_bytes!("testdata/ca_rsa2048.der"),
+        ] {
+            chain.extend_from_slice(&(der.len() as u32).to_be_bytes()[1..]);
+            chain.extend_from_slice(der);
+        }
+        let mut certs = (chain.len() as u32).to_be_bytes()[1..].to_vec();
+        certs.extend_from_slice(&chain);
+        let flight = [msg(2, &sh), msg(11, &certs), msg(14, &[])].concat();
+        for record_len in [flight.len(), 1000, 40, 3] {
+            let mut stream = Vec::new();
+            for part in flight.chunks(record_len) {
+                stream.extend_from_slice(&[0x16, 3, 3]);
+                stream.extend_from_slice(&(part.len() as u16).to_be_bytes());
+                stream.extend_from_slice(part);
+            }
+            for chunk_len in [stream.len(), 1400, 7, 1] {
+                let mut t = TlsAnalyzer::default();
+                for c in stream.chunks(chunk_len) {
+                    t.on_chunk(Dir::BtoA, Chunk::Data(c), &ctx());
+                }
+                let f = t.facts();
+                let case = format!("records of {record_len}, chunks of {chunk_len}");
+                assert_eq!(
+                    f.server_hello.as_ref().map(|s| s.cipher),
+                    Some(0xc02f),
+                    "{case}"
+                );
+                assert_eq!(f.server_certificate_count, Some(2), "{case}");
+                assert_eq!(f.server_certificates.len(), 2, "{case}");
+                assert!(f.server_full_handshake, "{case}");
+                assert_eq!(f.malformed, 0, "{case}");
+                assert!(
+                    t.dirs[1].hs.is_empty() && t.dirs[1].buf.is_empty(),
+                    "{case}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sniffing_keeps_only_an_undecided_tail() {
+        let mut t = TlsAnalyzer::default();
+        // Each chunk ends with the first bytes of a possible hello header.
+        let chunk = b"text text text\x16\x03\x01";
+        let mut fed = 0;
+        while fed + chunk.len() < SNIFF_MAX {
+            t.on_chunk(Dir::AtoB, Chunk::Data(chunk), &ctx());
+            fed += chunk.len();
+            assert!(t.wants(Dir::AtoB));
+            assert!(t.dirs[0].buf.len() < PROBE_LEN, "{}", t.dirs[0].buf.len());
+        }
+        t.on_chunk(Dir::AtoB, Chunk::Data(&[b'a'; 64]), &ctx());
+        assert!(!t.wants(Dir::AtoB));
+        assert!(!t.is_tls());
     }
 
     #[test]
