@@ -608,11 +608,24 @@ impl<H: StreamHandler + Default> FlowTable<H> {
 
     /// Moves the capture clock to `clock` (never back) and ends every flow whose deadline
     /// it passed, in deadline order.
+    #[inline]
     pub fn advance(&mut self, clock: Timestamp) {
         if clock <= self.clock {
             return;
         }
         self.clock = clock;
+        // The clock moves with nearly every packet; a deadline passes far more rarely.
+        if self
+            .deadlines
+            .peek()
+            .is_some_and(|Reverse(d)| d.at < clock.0)
+        {
+            self.expire(clock);
+        }
+    }
+
+    /// Ends what [`FlowTable::advance`] found past its deadline.
+    fn expire(&mut self, clock: Timestamp) {
         let mut expired: Vec<(Decided, FlowKey)> = Vec::new();
         while let Some(Reverse(d)) = self.deadlines.peek().copied() {
             if d.at >= clock.0 {
@@ -682,6 +695,40 @@ impl<H: StreamHandler + Default> FlowTable<H> {
         }
         flow.finish(reason);
         self.finished.push(Finished { decided, flow });
+        self.compact_deadlines();
+    }
+
+    /// Rebuilds the deadline heap from the open flows and tombstones once stale entries
+    /// (of flows that ended, or whose deadline moved) outnumber them: the heap then
+    /// follows what is open, not every flow seen within the idle timeout, and stays small
+    /// enough to sift through quickly. Entries are checked against the flow when popped
+    /// either way, so this changes no decision: each flow keeps one entry, at its
+    /// current deadline.
+    fn compact_deadlines(&mut self) {
+        let live = self.flows.len() + self.tombs.len();
+        if self.deadlines.len() <= 2 * live + 1024 {
+            return;
+        }
+        let cfg = self.cfg;
+        let mut entries = std::mem::take(&mut self.deadlines).into_vec();
+        entries.clear();
+        entries.extend(self.flows.iter().map(|(&key, f)| {
+            Reverse(Deadline {
+                at: f.deadline(&cfg),
+                first_frame: f.first_frame,
+                key,
+                tomb: false,
+            })
+        }));
+        entries.extend(self.tombs.iter().map(|(&key, t)| {
+            Reverse(Deadline {
+                at: t.until,
+                first_frame: t.first_frame,
+                key,
+                tomb: true,
+            })
+        }));
+        self.deadlines = BinaryHeap::from(entries);
     }
 
     /// Evicts the least recently active eighth of the table (at least one flow).
@@ -860,6 +907,35 @@ mod tests {
         r.t.advance(Timestamp(5_000_000_000));
         r.collect();
         assert_eq!(r.out, [(1, EndReason::Closed, expiry(4, 1))]);
+    }
+
+    #[test]
+    fn deadlines_follow_open_flows_not_every_flow_seen() {
+        // Thousands of flows reset one after another: each leaves a stale idle-timeout
+        // entry, which compaction drops; every flow is still decided, in order.
+        let cfg = TableConfig {
+            closed_linger: 1_000_000_000,
+            idle_timeout: 100_000 * 1_000_000_000,
+            ..TableConfig::default()
+        };
+        let mut r = Run::new(cfg);
+        for i in 0..5000u16 {
+            let secs = i64::from(i) * 2;
+            r.pkt(secs, 1000 + i, true, SYN, 1, 0);
+            r.pkt(secs, 1000 + i, false, RST | ACK, 0, 2);
+            let live = r.t.flows.len() + r.t.tombs.len();
+            assert!(
+                r.t.deadlines.len() <= 2 * live + 1024,
+                "{}",
+                r.t.deadlines.len()
+            );
+        }
+        r.t.advance(Timestamp(200_000 * 1_000_000_000));
+        r.collect();
+        assert_eq!(r.out.len(), 5000);
+        let frames: Vec<u64> = r.out.iter().map(|o| o.0).collect();
+        assert!(frames.is_sorted(), "decided in the order they closed");
+        assert!(r.out.iter().all(|o| o.1 == EndReason::Closed));
     }
 
     #[test]
