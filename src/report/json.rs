@@ -11,7 +11,7 @@
 //! field of its type (a pattern without `..`), so a new field does not compile until it is
 //! written here too.
 
-use super::text::{CodePoint, UtcTime, endpoint_text};
+use super::text::{CodePoint, UtcTime, decimal, endpoint_text};
 use super::{AlertRecord, Anomaly, FlowRecord, HttpRecord, PairRecord, PerSide, TlsRecord};
 use crate::analyzers::tls::cert::CertSummary;
 use crate::classify::mesh::Identity;
@@ -386,18 +386,7 @@ fn boolean(out: &mut Vec<u8>, v: bool) {
 
 /// An unsigned integer in decimal.
 fn number(out: &mut Vec<u8>, v: impl Into<u64>) {
-    let mut v = v.into();
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(decimal(v.into()).as_bytes());
 }
 
 fn code_point(out: &mut Vec<u8>, c: &CodePoint) {

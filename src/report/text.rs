@@ -14,6 +14,13 @@ use serde::{Serialize, Serializer};
 use crate::capture::Timestamp;
 use crate::decode::Endpoint;
 
+/// An unsigned integer in decimal.
+pub fn decimal(v: u64) -> StackText<20> {
+    let mut t = StackText::new();
+    t.push_decimal(v);
+    t
+}
+
 /// Text of at most `N` bytes, built on the stack.
 #[derive(Clone, Copy)]
 pub struct StackText<const N: usize> {
@@ -154,16 +161,7 @@ impl UtcTime {
         let secs = ns.div_euclid(1_000_000_000);
         let micros = ns.rem_euclid(1_000_000_000) / 1000;
         let (days, tod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-        // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian.
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        let y = yoe + era * 400 + i64::from(m <= 2);
+        let (y, m, d) = crate::capture::civil_from_days(days);
         // Every part is non-negative and fits its width (see above).
         let part = |v: i64| v.unsigned_abs();
         let mut t = StackText::new();

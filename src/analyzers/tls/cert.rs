@@ -19,6 +19,7 @@ use std::cell::RefCell;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::memo::Memo;
+use crate::capture::civil_from_days;
 
 use serde::Serialize;
 use x509_parser::certificate::X509Certificate;
@@ -173,21 +174,6 @@ fn rfc3339(t: &ASN1Time) -> String {
         secs_of_day % 3600 / 60,
         secs_of_day % 60
     )
-}
-
-/// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -348,14 +334,5 @@ mod tests {
         // Name-constraint style address+mask or junk length: hex.
         assert_eq!(ip_string(&[10, 0, 0, 0, 255, 0, 0, 0]), "0a000000ff000000");
         assert_eq!(ip_string(&[]), "");
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(2_932_896), (9999, 12, 31));
-        assert_eq!(civil_from_days(-719_528), (0, 1, 1));
     }
 }
