@@ -99,31 +99,14 @@ declare -A EXCLUDED=([cart]="" [ledger]="" [reporter]="9090" [vault]="")
 ns() { echo "mtp-$1"; }
 gw() { echo "${IP[$1]%.*}.1"; }
 
-del_netns() {
-    local p
-    for p in "${PODS[@]}"; do ip netns del "$(ns "$p")" 2>/dev/null || true; done
-    ip netns del "$NS_NODE" 2>/dev/null || true
-}
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    del_netns
-    if [[ -n "${KEEP_WORK:-}" ]]; then
-        echo "work dir kept: $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
+# shellcheck source=captures/lib/netns.sh
+source "$HERE/../lib/netns.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 
 
 
-listening() { ip netns exec "$(ns "$1")" ss -Hltn "sport = :$2" | grep -q .; }
-nssysctl() { ip netns exec "$1" sh -c "echo $3 > /proc/sys/$(echo "$2" | tr . /)"; }
 
 in_pod_bg() { # POD NAME CMD...
     local pod=$1 name=$2

@@ -85,33 +85,14 @@ declare -A GW=([sleep]=10.244.1.1 [httpbin]=10.244.2.1 [legacy]=10.244.3.1
     [gateway]=10.244.4.1 [external]=203.0.113.1 [internet]=198.51.100.1)
 ns() { echo "mts-$1"; }
 
-del_netns() {
-    local p
-    for p in "${PODS[@]}"; do ip netns del "$(ns "$p")" 2>/dev/null || true; done
-    ip netns del "$NS_NODE" 2>/dev/null || true
-}
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    del_netns
-    if [[ -n "${KEEP_WORK:-}" ]]; then
-        echo "work dir kept: $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
+# shellcheck source=captures/lib/netns.sh
+source "$HERE/../lib/netns.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 
 
 
-# listening POD PORT : something listens on TCP PORT in the pod
-listening() { ip netns exec "$(ns "$1")" ss -Hltn "sport = :$2" | grep -q .; }
-
-nssysctl() { ip netns exec "$1" sh -c "echo $3 > /proc/sys/$(echo "$2" | tr . /)"; }
 
 # in_pod_bg POD NAME CMD... : background server in a pod (log in $WORK/NAME.SEQ.log)
 in_pod_bg() {
