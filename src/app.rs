@@ -306,7 +306,7 @@ impl<'n> Shard<'n> {
         let ctx = Ctx { frame, ts };
         let flow = self.table.process(seg, &ctx, clock);
         let early = match flow {
-            Some(f) if self.early && !f.noted && handshake_decided(&f.handler) => {
+            Some(f) if self.early && !f.noted && handshake_decided(f.handler()) => {
                 f.noted = true;
                 let mut r = report::flow_record(f, self.name);
                 r.end = EARLY_END;

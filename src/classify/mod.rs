@@ -35,7 +35,7 @@ pub struct Roles {
 /// receiver, else the side with the higher port when the other is a well-known port,
 /// else the sender of the first packet.
 pub fn roles(flow: &Flow<ConnAnalyzer>) -> Roles {
-    let tls = flow.handler.tls.facts();
+    let tls = flow.handler().tls.facts();
     if let Some(d) = flow.opened_by() {
         return Roles {
             client: d,
@@ -121,19 +121,19 @@ impl<'a> Facts<'a> {
                 bytes: h.bytes,
                 fin: h.fin,
                 rst: h.rst,
-                head: flow.handler.head(d),
-                records: flow.handler.tls.record_sigs(d),
+                head: flow.handler().head(d),
+                records: flow.handler().tls.record_sigs(d),
                 ifindex: h.ifindex,
-                cut_short: h.stream.depth_reached(),
+                cut_short: flow.stream(d).depth_reached(),
             }
         };
         Facts {
             client: side(roles.client),
             server: side(roles.client.rev()),
             client_dir: roles.client,
-            tls: flow.handler.tls.facts(),
-            is_tls: flow.handler.tls.is_tls(),
-            resumption: flow.handler.tls.resumption(),
+            tls: flow.handler().tls.facts(),
+            is_tls: flow.handler().tls.is_tls(),
+            resumption: flow.handler().tls.resumption(),
         }
     }
 

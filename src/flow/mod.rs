@@ -26,14 +26,15 @@
 //! the same records in the same order for any number of shards (evictions excepted).
 //! Deadlines sit in a heap, so expiry costs nothing per packet when nothing expires.
 
+mod deadlines;
 pub mod key;
 pub mod reassembly;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 
 use crate::capture::Timestamp;
 use crate::decode::{Endpoint, TcpFlags, TcpSegment};
+use deadlines::{Deadline, Deadlines, Kind};
 pub use key::{Dir, FlowKey};
 pub use reassembly::{Chunk, Limits, Reassembler, SeqNum, Stats};
 
@@ -55,15 +56,25 @@ pub trait StreamHandler {
     fn wants(&self, dir: Dir) -> bool;
 }
 
-/// Per-direction TCP facts.
+/// Per-direction TCP facts: what every packet reads or updates, kept small and inline in
+/// the flow table's slot (the byte stream lives in the flow's [`Body`]).
 #[derive(Debug)]
+#[repr(C)]
 pub struct HalfFlow {
     /// Packets sent in this direction.
     pub packets: u64,
     /// TCP payload bytes on the wire (retransmissions included).
     pub bytes: u64,
+    /// Frame of the first payload byte sent in this direction.
+    pub first_data_frame: Option<u64>,
     /// Sequence number of this direction's SYN, if seen.
     pub syn_seq: Option<u32>,
+    /// Sequence number after the last byte (or SYN/FIN) sent in this direction.
+    pub next_seq: Option<u32>,
+    /// Sequence number an ACK of this direction's FIN carries (FIN's sequence + 1).
+    pub fin_ack_seq: Option<u32>,
+    /// Linux cooked v2 interface index of the first packet in this direction.
+    pub ifindex: Option<u32>,
     /// A SYN with ACK was sent in this direction.
     pub syn_ack: bool,
     /// A FIN was sent in this direction.
@@ -73,38 +84,44 @@ pub struct HalfFlow {
     /// A RST in this direction's sequence space (or before any) closed the connection;
     /// a RST far from it (an answer to a stray segment) does not.
     pub reset: bool,
-    /// Sequence number after the last byte (or SYN/FIN) sent in this direction.
-    pub next_seq: Option<u32>,
-    /// Sequence number an ACK of this direction's FIN carries (FIN's sequence + 1).
-    pub fin_ack_seq: Option<u32>,
     /// The other side acknowledged this direction's FIN.
     pub fin_acked: bool,
-    /// Frame of the first payload byte sent in this direction.
-    pub first_data_frame: Option<u64>,
-    /// Linux cooked v2 interface index of the first packet in this direction.
-    pub ifindex: Option<u32>,
-    /// The byte stream.
-    pub stream: Reassembler,
+    /// The direction's stream is still reassembled (mirrors [`Reassembler::is_active`],
+    /// updated whenever the stream is fed or stopped),
+    /// so that a packet of a direction whose bytes are no longer wanted does not touch
+    /// the flow's body.
+    reassembling: bool,
 }
 
 impl HalfFlow {
-    fn new(limits: Limits) -> HalfFlow {
+    fn new() -> HalfFlow {
         HalfFlow {
             packets: 0,
             bytes: 0,
+            first_data_frame: None,
             syn_seq: None,
+            next_seq: None,
+            fin_ack_seq: None,
+            ifindex: None,
             syn_ack: false,
             fin: false,
             rst: false,
             reset: false,
-            next_seq: None,
-            fin_ack_seq: None,
             fin_acked: false,
-            first_data_frame: None,
-            ifindex: None,
-            stream: Reassembler::new(limits),
+            reassembling: true,
         }
     }
+}
+
+/// What a flow holds beyond its per-packet TCP facts: both byte streams and the
+/// analyzers. Boxed, and touched only by packets whose bytes are still wanted and when
+/// the flow ends.
+#[derive(Debug)]
+pub struct Body<H> {
+    /// Each direction's byte stream, indexed by [`Dir::idx`].
+    pub streams: [Reassembler; 2],
+    /// The analyzers.
+    pub handler: H,
 }
 
 /// TCP-level state of a flow when it ended.
@@ -154,45 +171,64 @@ pub enum EndReason {
 }
 
 /// One TCP connection: endpoints, counters, and its stream handler.
+///
+/// The flow table keeps flows inline in its slots, so that a packet finds its flow's TCP
+/// facts right beside the key it was looked up by: the fields every packet touches come
+/// first (`repr(C)` keeps that order), about four cache lines read together; the streams
+/// and analyzers sit behind one pointer in [`Flow::body`].
 #[derive(Debug)]
+#[repr(C)]
 pub struct Flow<H> {
+    /// Frame number of the last packet.
+    pub last_frame: u64,
+    /// Time of the last packet.
+    pub last_ts: Timestamp,
+    /// Per-direction facts, indexed by [`Dir::idx`].
+    pub half: [HalfFlow; 2],
     /// Sender of the first packet seen.
     pub a: Endpoint,
     /// The other end.
     pub b: Endpoint,
     /// Frame number of the first packet.
     pub first_frame: u64,
-    /// Frame number of the last packet.
-    pub last_frame: u64,
     /// Time of the first packet.
     pub first_ts: Timestamp,
-    /// Time of the last packet.
-    pub last_ts: Timestamp,
-    /// Per-direction facts, indexed by [`Dir::idx`].
-    pub half: [HalfFlow; 2],
     /// Why the flow ended (set when it leaves the table).
     pub end: Option<EndReason>,
     /// Free for the table's owner: set once it has reported the flow before its end
     /// (e.g. when its handshake was decided).
     pub noted: bool,
-    /// The analyzers.
-    pub handler: H,
+    /// Byte streams and analyzers.
+    pub body: Box<Body<H>>,
 }
 
 impl<H: StreamHandler> Flow<H> {
     fn new(seg: &TcpSegment<'_>, ctx: &Ctx, limits: Limits, handler: H) -> Flow<H> {
         Flow {
+            last_frame: ctx.frame,
+            last_ts: ctx.ts,
+            half: [HalfFlow::new(), HalfFlow::new()],
             a: seg.src,
             b: seg.dst,
             first_frame: ctx.frame,
-            last_frame: ctx.frame,
             first_ts: ctx.ts,
-            last_ts: ctx.ts,
-            half: [HalfFlow::new(limits), HalfFlow::new(limits)],
             end: None,
             noted: false,
-            handler,
+            body: Box::new(Body {
+                streams: [Reassembler::new(limits), Reassembler::new(limits)],
+                handler,
+            }),
         }
+    }
+
+    /// The analyzers.
+    pub fn handler(&self) -> &H {
+        &self.body.handler
+    }
+
+    /// Direction `dir`'s byte stream.
+    pub fn stream(&self, dir: Dir) -> &Reassembler {
+        &self.body.streams[dir.idx()]
     }
 
     /// Direction of a segment sent by `src`.
@@ -242,7 +278,7 @@ impl<H: StreamHandler> Flow<H> {
 
     /// Reassembly counters of both directions.
     pub fn stats(&self, dir: Dir) -> Stats {
-        self.half[dir.idx()].stream.stats()
+        self.body.streams[dir.idx()].stats()
     }
 
     fn is_closed(&self) -> bool {
@@ -265,7 +301,7 @@ impl<H: StreamHandler> Flow<H> {
         let d = self.dir_of(seg.src);
         self.last_frame = ctx.frame;
         self.last_ts = self.last_ts.max(ctx.ts);
-        let Flow { half, handler, .. } = self;
+        let Flow { half, body, .. } = self;
         let h = &mut half[d.idx()];
         h.packets += 1;
         h.bytes += u64::from(seg.wire_len);
@@ -278,16 +314,22 @@ impl<H: StreamHandler> Flow<H> {
                 h.syn_seq = Some(seg.seq);
             }
             h.syn_ack |= seg.flags.has(TcpFlags::ACK);
-            h.stream.syn(seq);
+            if h.reassembling {
+                body.streams[d.idx()].syn(seq);
+            }
             seq = seq.wrapping_add(1);
         }
         let mut fed = false;
         if seg.wire_len > 0 {
             h.first_data_frame.get_or_insert(ctx.frame);
-            if h.stream.is_active() {
-                h.stream.segment(seq, seg.wire_len, seg.payload, &mut |c| {
+            if h.reassembling {
+                let Body { streams, handler } = &mut **body;
+                let stream = &mut streams[d.idx()];
+                stream.segment(seq, seg.wire_len, seg.payload, &mut |c| {
                     handler.on_chunk(d, c, ctx)
                 });
+                // Past the depth limit the stream stops itself.
+                h.reassembling = stream.is_active();
                 fed = true;
             }
         }
@@ -319,9 +361,12 @@ impl<H: StreamHandler> Flow<H> {
         // What the handler wants changes only with what it is fed (a packet without
         // payload leaves its state, and the cache lines holding it, alone).
         if fed {
+            let Body { streams, handler } = &mut **body;
             for d in [Dir::AtoB, Dir::BtoA] {
-                if half[d.idx()].stream.is_active() && !handler.wants(d) {
-                    half[d.idx()].stream.stop();
+                let (h, stream) = (&mut half[d.idx()], &mut streams[d.idx()]);
+                if h.reassembling && !handler.wants(d) {
+                    stream.stop();
+                    h.reassembling = false;
                 }
             }
         }
@@ -334,20 +379,31 @@ impl<H: StreamHandler> Flow<H> {
         x.reset || y.reset || (x.fin_acked && y.fin_acked)
     }
 
-    /// How long the flow may stay quiet before it ends.
-    fn wait(&self, cfg: &TableConfig) -> i64 {
+    /// How long the flow may stay quiet before it ends, and which wait that is.
+    fn wait(&self, cfg: &TableConfig) -> (i64, Kind) {
         if self.close_complete() {
-            CLOSE_GRACE.min(cfg.closed_linger)
+            (CLOSE_GRACE.min(cfg.closed_linger), Kind::Grace)
         } else if self.is_closed() {
-            cfg.closed_linger
+            (cfg.closed_linger, Kind::Linger)
         } else {
-            cfg.idle_timeout
+            (cfg.idle_timeout, Kind::Idle)
         }
     }
 
     /// Capture time after which the flow expires.
     fn deadline(&self, cfg: &TableConfig) -> i64 {
-        self.last_ts.0.saturating_add(self.wait(cfg))
+        self.last_ts.0.saturating_add(self.wait(cfg).0)
+    }
+
+    /// The flow's deadline entry.
+    fn deadline_entry(&self, key: FlowKey, cfg: &TableConfig) -> (Kind, Deadline) {
+        let deadline = Deadline {
+            at: self.deadline(cfg),
+            first_frame: self.first_frame,
+            key,
+            tomb: false,
+        };
+        (self.wait(cfg).1, deadline)
     }
 
     /// Delivers what waits behind holes and marks the flow ended. Bytes delivered now
@@ -359,11 +415,9 @@ impl<H: StreamHandler> Flow<H> {
             ts: self.last_ts,
         };
         let ctx = &ctx;
-        let Flow { half, handler, .. } = self;
+        let Body { streams, handler } = &mut *self.body;
         for d in [Dir::AtoB, Dir::BtoA] {
-            half[d.idx()]
-                .stream
-                .flush(&mut |c| handler.on_chunk(d, c, ctx));
+            streams[d.idx()].flush(&mut |c| handler.on_chunk(d, c, ctx));
         }
         self.end = Some(reason);
     }
@@ -448,16 +502,7 @@ pub struct Finished<H> {
     /// Sort key of its record.
     pub decided: Decided,
     /// The flow, with [`Flow::end`] set.
-    pub flow: Box<Flow<H>>,
-}
-
-/// A deadline in the heap: a flow's (or a tombstone's) expiry, checked lazily.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Deadline {
-    at: i64,
-    first_frame: u64,
-    key: FlowKey,
-    tomb: bool,
+    pub flow: Flow<H>,
 }
 
 /// What remains of a flow whose close was decided, while its late packets may arrive.
@@ -500,10 +545,11 @@ type Hasher = foldhash::fast::RandomState;
 /// The flows of one shard.
 pub struct FlowTable<H> {
     cfg: TableConfig,
-    /// Boxed: a flow's state is large, and the map moves its entries when it rehashes.
-    flows: HashMap<FlowKey, Box<Flow<H>>, Hasher>,
+    /// Flows inline: a packet's lookup lands on its flow's TCP facts (the map moves
+    /// ~250-byte entries when it grows, which is rare next to packets).
+    flows: HashMap<FlowKey, Flow<H>, Hasher>,
     tombs: HashMap<FlowKey, Tomb, Hasher>,
-    deadlines: BinaryHeap<Reverse<Deadline>>,
+    deadlines: Deadlines,
     finished: Vec<Finished<H>>,
     clock: Timestamp,
     evicted: u64,
@@ -518,7 +564,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
             cfg,
             flows: HashMap::default(),
             tombs: HashMap::default(),
-            deadlines: BinaryHeap::new(),
+            deadlines: Deadlines::new(),
             finished: Vec::new(),
             clock: Timestamp(i64::MIN),
             evicted: 0,
@@ -581,27 +627,19 @@ impl<H: StreamHandler + Default> FlowTable<H> {
             if self.flows.len() >= cfg.max_flows {
                 self.evict(here);
             }
-            let f = Box::new(Flow::new(seg, ctx, cfg.limits, H::default()));
-            self.deadlines.push(Reverse(Deadline {
-                at: f.deadline(&cfg),
-                first_frame: f.first_frame,
-                key,
-                tomb: false,
-            }));
+            let f = Flow::new(seg, ctx, cfg.limits, H::default());
+            let (kind, deadline) = f.deadline_entry(key, &cfg);
+            self.deadlines.push(kind, deadline);
             self.flows.insert(key, f);
             self.peak = self.peak.max(self.flows.len());
         }
         let flow = self.flows.get_mut(&key)?;
-        let wait = flow.wait(&cfg);
+        let (wait, _) = flow.wait(&cfg);
         flow.process(seg, ctx);
-        if flow.wait(&cfg) < wait {
-            // A close shortened the flow's wait: its heap entry may now be too late.
-            self.deadlines.push(Reverse(Deadline {
-                at: flow.deadline(&cfg),
-                first_frame: flow.first_frame,
-                key,
-                tomb: false,
-            }));
+        if flow.wait(&cfg).0 < wait {
+            // A close shortened the flow's wait: its queued deadline may now be too late.
+            let (kind, deadline) = flow.deadline_entry(key, &cfg);
+            self.deadlines.push(kind, deadline);
         }
         Some(flow)
     }
@@ -615,11 +653,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
         }
         self.clock = clock;
         // The clock moves with nearly every packet; a deadline passes far more rarely.
-        if self
-            .deadlines
-            .peek()
-            .is_some_and(|Reverse(d)| d.at < clock.0)
-        {
+        if self.deadlines.next_at() < clock.0 {
             self.expire(clock);
         }
     }
@@ -627,11 +661,10 @@ impl<H: StreamHandler + Default> FlowTable<H> {
     /// Ends what [`FlowTable::advance`] found past its deadline.
     fn expire(&mut self, clock: Timestamp) {
         let mut expired: Vec<(Decided, FlowKey)> = Vec::new();
-        while let Some(Reverse(d)) = self.deadlines.peek().copied() {
-            if d.at >= clock.0 {
+        while self.deadlines.next_at() < clock.0 {
+            let Some(d) = self.deadlines.pop() else {
                 break;
-            }
-            self.deadlines.pop();
+            };
             if d.tomb {
                 if self
                     .tombs
@@ -657,7 +690,8 @@ impl<H: StreamHandler + Default> FlowTable<H> {
                 };
                 expired.push((decided, d.key));
             } else if at != d.at {
-                self.deadlines.push(Reverse(Deadline { at, ..d }));
+                let (kind, deadline) = flow.deadline_entry(d.key, &self.cfg);
+                self.deadlines.push(kind, deadline);
             }
         }
         // Stale heap entries pop in their own order; records follow the real deadlines.
@@ -686,49 +720,46 @@ impl<H: StreamHandler + Default> FlowTable<H> {
                 next: [flow.half[0].next_seq, flow.half[1].next_seq],
             };
             self.tombs.insert(key, tomb);
-            self.deadlines.push(Reverse(Deadline {
+            let deadline = Deadline {
                 at: until,
                 first_frame: flow.first_frame,
                 key,
                 tomb: true,
-            }));
+            };
+            self.deadlines.push(Kind::Tomb, deadline);
         }
         flow.finish(reason);
         self.finished.push(Finished { decided, flow });
         self.compact_deadlines();
     }
 
-    /// Rebuilds the deadline heap from the open flows and tombstones once stale entries
-    /// (of flows that ended, or whose deadline moved) outnumber them: the heap then
-    /// follows what is open, not every flow seen within the idle timeout, and stays small
-    /// enough to sift through quickly. Entries are checked against the flow when popped
-    /// either way, so this changes no decision: each flow keeps one entry, at its
-    /// current deadline.
+    /// Rebuilds the deadlines from the open flows and tombstones once stale entries (of
+    /// flows that ended, or whose deadline moved) outnumber them: the queue then follows
+    /// what is open, not every flow seen within the idle timeout. Entries are checked
+    /// against the flow when they come due either way, so this changes no decision: each
+    /// flow keeps one entry, at its current deadline.
     fn compact_deadlines(&mut self) {
         let live = self.flows.len() + self.tombs.len();
         if self.deadlines.len() <= 2 * live + 1024 {
             return;
         }
         let cfg = self.cfg;
-        let mut entries = std::mem::take(&mut self.deadlines).into_vec();
-        entries.clear();
-        entries.extend(self.flows.iter().map(|(&key, f)| {
-            Reverse(Deadline {
-                at: f.deadline(&cfg),
-                first_frame: f.first_frame,
-                key,
-                tomb: false,
-            })
-        }));
+        let mut entries = Vec::with_capacity(live);
+        entries.extend(
+            self.flows
+                .iter()
+                .map(|(&key, f)| f.deadline_entry(key, &cfg)),
+        );
         entries.extend(self.tombs.iter().map(|(&key, t)| {
-            Reverse(Deadline {
+            let deadline = Deadline {
                 at: t.until,
                 first_frame: t.first_frame,
                 key,
                 tomb: true,
-            })
+            };
+            (Kind::Tomb, deadline)
         }));
-        self.deadlines = BinaryHeap::from(entries);
+        self.deadlines.rebuild(entries);
     }
 
     /// Evicts the least recently active eighth of the table (at least one flow).

@@ -111,7 +111,8 @@ pub struct Reassembler {
     pending: BTreeMap<u64, Piece>,
     pending_bytes: usize,
     /// The last delivered bytes, covering `[recent_start, next)`: a ring of
-    /// [`RECENT_KEEP`] bytes indexed by stream offset (empty until the first delivery).
+    /// [`RECENT_KEEP`] bytes indexed by stream offset (empty until the first delivery,
+    /// then as long as the highest position written).
     recent: Vec<u8>,
     recent_start: u64,
     active: bool,
@@ -316,14 +317,9 @@ impl Reassembler {
         let data = &data[..data.len().min(room as usize)];
         if !data.is_empty() {
             out(Chunk::Data(data));
-            if self.recent.is_empty() {
-                self.recent = vec![0; RECENT_KEEP];
-            }
             let kept = &data[data.len().saturating_sub(RECENT_KEEP)..];
             let at = self.next + (data.len() - kept.len()) as u64;
-            let (head, tail) = ring_split(at, kept.len());
-            self.recent[head.clone()].copy_from_slice(&kept[..head.len()]);
-            self.recent[tail].copy_from_slice(&kept[head.len()..]);
+            self.keep(at, kept);
             self.next += data.len() as u64;
             self.recent_start = self
                 .recent_start
@@ -346,6 +342,33 @@ impl Reassembler {
     }
 
     /// Compares a retransmitted copy of delivered bytes with what was delivered.
+    /// Copies `kept` (at most [`RECENT_KEEP`] bytes, from stream offset `at`) into the
+    /// ring. The ring grows as it is first written rather than being allocated zeroed:
+    /// most directions deliver less than a ring's worth, and zeroing what is then
+    /// overwritten (or never read) cost a cold write per line.
+    fn keep(&mut self, at: u64, kept: &[u8]) {
+        if self.recent.capacity() == 0 {
+            self.recent.reserve_exact(RECENT_KEEP);
+        }
+        let (head, tail) = ring_split(at, kept.len());
+        let (a_head, a_tail) = kept.split_at(head.len());
+        for (range, bytes) in [(head, a_head), (tail, a_tail)] {
+            let ring = &mut self.recent;
+            if range.end <= ring.len() {
+                ring[range].copy_from_slice(bytes);
+            } else {
+                // Positions below the range's start that were never written (after a gap)
+                // are never compared: only `[recent_start, next)` is.
+                if ring.len() < range.start {
+                    ring.resize(range.start, 0);
+                }
+                let (old, new) = bytes.split_at(ring.len() - range.start);
+                ring[range.start..].copy_from_slice(old);
+                ring.extend_from_slice(new);
+            }
+        }
+    }
+
     fn compare_recent(&mut self, start: i64, data: &[u8]) {
         let (rs, re) = (self.recent_start as i64, self.next as i64);
         let (os, oe) = (start.max(rs), (start + data.len() as i64).min(re));

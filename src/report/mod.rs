@@ -265,7 +265,7 @@ fn anomalies(flow: &Flow<ConnAnalyzer>, client: Dir) -> Vec<Anomaly> {
         push("truncated_packets", s.truncated, None);
         push("out_of_order_overflow", s.overflows, None);
     }
-    let f = flow.handler.tls.facts();
+    let f = flow.handler().tls.facts();
     if f.malformed > 0 {
         out.push(Anomaly {
             kind: "tls_malformed",
@@ -286,7 +286,7 @@ fn anomalies(flow: &Flow<ConnAnalyzer>, client: Dir) -> Vec<Anomaly> {
 }
 
 fn tls_record(flow: &Flow<ConnAnalyzer>, client: Dir) -> Option<TlsRecord> {
-    let tls = &flow.handler.tls;
+    let tls = &flow.handler().tls;
     if !tls.is_tls() {
         return None;
     }
@@ -298,7 +298,10 @@ fn tls_record(flow: &Flow<ConnAnalyzer>, client: Dir) -> Option<TlsRecord> {
         .into_iter()
         .find(|&d| tls.preamble(d) > 0);
     let preamble = preamble_dir.map(|_| {
-        let (c, s) = (flow.handler.head(client), flow.handler.head(client.rev()));
+        let (c, s) = (
+            flow.handler().head(client),
+            flow.handler().head(client.rev()),
+        );
         if c.starts_with(b"CONNECT ") {
             "http-connect".to_string()
         } else {
@@ -389,11 +392,14 @@ pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> FlowRecord {
     } else if !any_payload {
         None
     } else {
-        Some(plain::detect(flow.handler.head(c), flow.handler.head(c.rev())).unwrap_or("unknown"))
+        Some(
+            plain::detect(flow.handler().head(c), flow.handler().head(c.rev()))
+                .unwrap_or("unknown"),
+        )
     };
     let (hc, hs) = (&flow.half[c.idx()], &flow.half[c.rev().idx()]);
     let http = matches!(app_protocol, Some("http/1.x")).then(|| {
-        let h = plain::http_facts(flow.handler.head(c), flow.handler.head(c.rev()));
+        let h = plain::http_facts(flow.handler().head(c), flow.handler().head(c.rev()));
         HttpRecord {
             method: h.method,
             path: h.path,
