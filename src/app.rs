@@ -61,7 +61,7 @@ use std::time::{Duration, Instant};
 
 use crate::analyzers::ConnAnalyzer;
 use crate::capture::{CaptureError, CaptureReader, ChunkReader, Event, Frame, LinkType, Timestamp};
-use crate::decode::{self, Endpoint, TcpFlags, TcpSegment};
+use crate::decode::{self, TcpFlags, TcpSegment};
 use crate::flow::{Ctx, Decided, FlowKey, FlowTable, TableConfig};
 use crate::report::table::TableWriter;
 use crate::report::{self, Drops, FlowRecord, SCHEMA_VERSION, Summary};
@@ -185,8 +185,10 @@ fn stopping() -> bool {
 /// Segment metadata; the payload lives in the batch arena.
 #[derive(Clone, Copy, Debug)]
 struct SegMeta {
-    src: Endpoint,
-    dst: Endpoint,
+    /// The flow's key, computed once by the reader (it picks the shard by it).
+    key: FlowKey,
+    /// The segment's source is the key's low end.
+    src_is_lo: bool,
     seq: u32,
     ack: u32,
     flags: TcpFlags,
@@ -209,12 +211,18 @@ struct Batch {
 }
 
 impl Batch {
-    fn push(&mut self, seg: &TcpSegment<'_>, frame: &Frame<'_>, clock: Timestamp) {
+    fn push(
+        &mut self,
+        (key, src_is_lo): (FlowKey, bool),
+        seg: &TcpSegment<'_>,
+        frame: &Frame<'_>,
+        clock: Timestamp,
+    ) {
         let start = self.data.len() as u32;
         self.data.extend_from_slice(seg.payload);
         self.segs.push(SegMeta {
-            src: seg.src,
-            dst: seg.dst,
+            key,
+            src_is_lo,
             seq: seg.seq,
             ack: seg.ack,
             flags: seg.flags,
@@ -302,21 +310,32 @@ impl<'n> Shard<'n> {
         });
     }
 
-    fn segment(&mut self, seg: &TcpSegment<'_>, frame: u64, ts: Timestamp, clock: Timestamp) {
+    fn segment(
+        &mut self,
+        key: FlowKey,
+        seg: &TcpSegment<'_>,
+        frame: u64,
+        ts: Timestamp,
+        clock: Timestamp,
+    ) {
         let ctx = Ctx { frame, ts };
-        let flow = self.table.process(seg, &ctx, clock);
-        let early = match flow {
-            Some(f) if self.early && !f.noted && handshake_decided(f.handler()) => {
-                f.noted = true;
-                let mut r = report::flow_record(f, self.name);
-                r.end = EARLY_END;
-                Some(r)
-            }
-            _ => None,
-        };
+        let (early, name) = (self.early, self.name);
+        let early = self
+            .table
+            .process_with(key, seg, &ctx, clock, |f| {
+                // Boxed: the closure's result is moved out through `Option`s, and a
+                // record is large.
+                (early && !f.noted && handshake_decided(f.handler())).then(|| {
+                    f.noted = true;
+                    let mut r = Box::new(report::flow_record(f, name));
+                    r.end = EARLY_END;
+                    r
+                })
+            })
+            .flatten();
         self.collect();
         if let Some(r) = early {
-            self.push(Decided::at_packet(clock, frame), r);
+            self.push(Decided::at_packet(clock, frame), *r);
         }
     }
 
@@ -406,15 +425,16 @@ impl<K: FnMut(ToPrinter) -> bool> Reader<'_, '_, K> {
         match decode::decode(frame) {
             Ok(seg) => {
                 self.counts.decoded += 1;
+                let (key, src_is_lo) = FlowKey::with_side(seg.src, seg.dst);
                 if let Some(shard) = &mut self.inline {
-                    shard.segment(&seg, frame.number, frame.ts, self.clock);
+                    shard.segment(key, &seg, frame.number, frame.ts, self.clock);
                     self.pending += 1;
                     if self.pending >= BATCH {
                         self.flush();
                     }
                 } else {
-                    let i = FlowKey::new(seg.src, seg.dst).shard(self.shards);
-                    self.batches[i].push(&seg, frame, self.clock);
+                    let i = key.shard(self.shards);
+                    self.batches[i].push((key, src_is_lo), &seg, frame, self.clock);
                     if self.batches[i].segs.len() >= BATCH {
                         self.flush();
                     }
@@ -511,9 +531,10 @@ fn worker(
     for mut batch in rx {
         for m in &batch.segs {
             let start = m.start as usize;
+            let (src, dst) = m.key.endpoints(m.src_is_lo);
             let seg = TcpSegment {
-                src: m.src,
-                dst: m.dst,
+                src,
+                dst,
                 seq: m.seq,
                 ack: m.ack,
                 flags: m.flags,
@@ -521,7 +542,7 @@ fn worker(
                 wire_len: m.wire_len,
                 ifindex: m.ifindex,
             };
-            shard.segment(&seg, m.frame, m.ts, m.clock);
+            shard.segment(m.key, &seg, m.frame, m.ts, m.clock);
         }
         shard.advance(batch.clock);
         let msg = ToPrinter::Progress {

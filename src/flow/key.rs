@@ -43,6 +43,25 @@ impl FlowKey {
         }
     }
 
+    /// The key of a segment from `src` to `dst`, and whether `src` is its low end.
+    pub fn with_side(src: Endpoint, dst: Endpoint) -> (FlowKey, bool) {
+        if src <= dst {
+            (FlowKey { lo: src, hi: dst }, true)
+        } else {
+            (FlowKey { lo: dst, hi: src }, false)
+        }
+    }
+
+    /// The (source, destination) of a segment with this key, given whether its source is
+    /// the low end (see [`FlowKey::with_side`]).
+    pub fn endpoints(&self, src_is_lo: bool) -> (Endpoint, Endpoint) {
+        if src_is_lo {
+            (self.lo, self.hi)
+        } else {
+            (self.hi, self.lo)
+        }
+    }
+
     /// Which of `n` shards owns this flow. Deterministic across runs and machines (a
     /// multiply-xorshift mix of the canonical endpoints, a word at a time: the reader
     /// computes it for every packet), and equal for both directions.
@@ -90,6 +109,10 @@ mod tests {
         for (a, b) in pairs {
             let (a, b) = (ep(a), ep(b));
             assert_eq!(FlowKey::new(a, b), FlowKey::new(b, a));
+            let (k, side) = FlowKey::with_side(a, b);
+            assert_eq!(k.endpoints(side), (a, b));
+            let (k, side) = FlowKey::with_side(b, a);
+            assert_eq!(k.endpoints(side), (b, a));
             for n in 1..9 {
                 assert_eq!(FlowKey::new(a, b).shard(n), FlowKey::new(b, a).shard(n));
             }

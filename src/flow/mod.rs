@@ -31,6 +31,7 @@ pub mod key;
 pub mod reassembly;
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use crate::capture::Timestamp;
 use crate::decode::{Endpoint, TcpFlags, TcpSegment};
@@ -594,24 +595,36 @@ impl<H: StreamHandler + Default> FlowTable<H> {
     }
 
     /// Routes one segment to its flow, creating or replacing the flow as needed. `clock`
-    /// is the capture clock at this frame (at least `ctx.ts`, never decreasing). Returns
-    /// the flow when it is still open afterwards.
-    pub fn process(
+    /// is the capture clock at this frame (at least `ctx.ts`, never decreasing).
+    pub fn process(&mut self, seg: &TcpSegment<'_>, ctx: &Ctx, clock: Timestamp) {
+        let key = FlowKey::new(seg.src, seg.dst);
+        self.process_with(key, seg, ctx, clock, |_| ());
+    }
+
+    /// [`FlowTable::process`] for a segment whose key the caller has computed (it is
+    /// `FlowKey::new(seg.src, seg.dst)`); `then` sees the flow when it is still open
+    /// afterwards, and its result is returned. One hash lookup for a packet of an open
+    /// flow.
+    pub fn process_with<R>(
         &mut self,
+        key: FlowKey,
         seg: &TcpSegment<'_>,
         ctx: &Ctx,
         clock: Timestamp,
-    ) -> Option<&mut Flow<H>> {
+        then: impl FnOnce(&mut Flow<H>) -> R,
+    ) -> Option<R> {
+        debug_assert_eq!(key, FlowKey::new(seg.src, seg.dst));
         self.advance(clock);
         let here = Decided::at_packet(self.clock, ctx.frame);
-        let key = FlowKey::new(seg.src, seg.dst);
-        let open = match self.flows.get(&key) {
-            Some(flow) if flow.is_reuse(seg) => {
-                self.end(key, EndReason::PortReuse, here);
-                false
+        let cfg = self.cfg;
+        let flow = match self.flows.entry(key) {
+            Entry::Occupied(e) if !e.get().is_reuse(seg) => e.into_mut(),
+            Entry::Occupied(e) => {
+                let old = e.remove();
+                self.retire(key, old, EndReason::PortReuse, here);
+                self.open(key, seg, ctx, here)
             }
-            Some(_) => true,
-            None => {
+            Entry::Vacant(_) => {
                 if let Some(tomb) = self.tombs.get_mut(&key) {
                     if tomb.until >= self.clock.0 && tomb.absorbs(seg) {
                         self.late += 1;
@@ -619,29 +632,37 @@ impl<H: StreamHandler + Default> FlowTable<H> {
                     }
                     self.tombs.remove(&key);
                 }
-                false
+                self.open(key, seg, ctx, here)
             }
         };
-        let cfg = self.cfg;
-        if !open {
-            if self.flows.len() >= cfg.max_flows {
-                self.evict(here);
-            }
-            let f = Flow::new(seg, ctx, cfg.limits, H::default());
-            let (kind, deadline) = f.deadline_entry(key, &cfg);
-            self.deadlines.push(kind, deadline);
-            self.flows.insert(key, f);
-            self.peak = self.peak.max(self.flows.len());
-        }
-        let flow = self.flows.get_mut(&key)?;
         let (wait, _) = flow.wait(&cfg);
         flow.process(seg, ctx);
-        if flow.wait(&cfg).0 < wait {
-            // A close shortened the flow's wait: its queued deadline may now be too late.
-            let (kind, deadline) = flow.deadline_entry(key, &cfg);
+        // A close shortened the flow's wait: its queued deadline may now be too late.
+        let sooner = (flow.wait(&cfg).0 < wait).then(|| flow.deadline_entry(key, &cfg));
+        let r = then(flow);
+        if let Some((kind, deadline)) = sooner {
             self.deadlines.push(kind, deadline);
         }
-        Some(flow)
+        Some(r)
+    }
+
+    /// Adds a new flow for `seg` (evicting if the table is full) and returns it.
+    fn open(
+        &mut self,
+        key: FlowKey,
+        seg: &TcpSegment<'_>,
+        ctx: &Ctx,
+        here: Decided,
+    ) -> &mut Flow<H> {
+        let cfg = self.cfg;
+        if self.flows.len() >= cfg.max_flows {
+            self.evict(here);
+        }
+        let f = Flow::new(seg, ctx, cfg.limits, H::default());
+        let (kind, deadline) = f.deadline_entry(key, &cfg);
+        self.deadlines.push(kind, deadline);
+        self.peak = self.peak.max(self.flows.len() + 1);
+        self.flows.entry(key).insert_entry(f).into_mut()
     }
 
     /// Moves the capture clock to `clock` (never back) and ends every flow whose deadline
@@ -708,9 +729,14 @@ impl<H: StreamHandler + Default> FlowTable<H> {
     }
 
     fn end(&mut self, key: FlowKey, reason: EndReason, decided: Decided) {
-        let Some(mut flow) = self.flows.remove(&key) else {
-            return;
-        };
+        if let Some(flow) = self.flows.remove(&key) {
+            self.retire(key, flow, reason, decided);
+        }
+    }
+
+    /// Ends `flow`, just taken out of the table: a tombstone if it closed, then the list
+    /// of finished flows.
+    fn retire(&mut self, key: FlowKey, mut flow: Flow<H>, reason: EndReason, decided: Decided) {
         if reason == EndReason::Closed && self.tombs.len() < self.cfg.max_flows {
             let until = decided.clock.saturating_add(self.cfg.closed_linger);
             let tomb = Tomb {
