@@ -21,6 +21,14 @@ pub fn decimal(v: u64) -> StackText<20> {
     t
 }
 
+/// `00`, `01`, ... `99`: decimal digits two at a time.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
 /// Text of at most `N` bytes, built on the stack.
 #[derive(Clone, Copy)]
 pub struct StackText<const N: usize> {
@@ -41,32 +49,58 @@ impl<const N: usize> StackText<N> {
         self.len += 1;
     }
 
-    /// Appends `v` in decimal.
+    /// Appends `v` in decimal: the digit count first, then the digits from the right, two
+    /// at a time from a table (an endpoint has five numbers, a record a dozen more).
     fn push_decimal(&mut self, v: u64) {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
+        let n = v.checked_ilog10().unwrap_or(0) as usize + 1;
+        self.len += n;
+        let mut i = self.len;
         let mut v = v;
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
+        while v >= 100 {
+            let r = (v % 100) as usize * 2;
+            v /= 100;
+            i -= 2;
+            self.buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[r..r + 2]);
         }
-        for &d in &digits[i..] {
-            self.push(d);
+        if v >= 10 {
+            let r = v as usize * 2;
+            self.buf[i - 2..i].copy_from_slice(&DIGIT_PAIRS[r..r + 2]);
+        } else {
+            self.buf[i - 1] = b'0' + v as u8;
         }
     }
 
     /// Appends `v` in decimal, zero-padded to `width` digits (`v` must fit in them).
     fn push_padded(&mut self, v: u64, width: usize) {
         let mut v = v;
-        for i in (0..width).rev() {
-            self.buf[self.len + i] = b'0' + (v % 10) as u8;
-            v /= 10;
+        let mut i = self.len + width;
+        while i >= self.len + 2 {
+            let r = (v % 100) as usize * 2;
+            v /= 100;
+            i -= 2;
+            self.buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[r..r + 2]);
+        }
+        if i > self.len {
+            self.buf[i - 1] = b'0' + (v % 10) as u8;
         }
         self.len += width;
+    }
+
+    /// Appends the text to `out`: the whole buffer as one fixed-size copy (no `memcpy`
+    /// call for a few bytes), then cut back to the text's length.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let end = out.len() + self.len;
+        out.extend_from_slice(&self.buf);
+        out.truncate(end);
+    }
+
+    /// Appends the text between double quotes (the text needs no escaping: digits, hex,
+    /// `x.:-[]TZ`).
+    pub fn write_quoted_to(&self, out: &mut Vec<u8>) {
+        out.reserve(N + 2);
+        out.push(b'"');
+        self.write_to(out);
+        out.push(b'"');
     }
 
     /// The text's bytes (ASCII, but for an IPv6 endpoint's: still UTF-8).
@@ -113,6 +147,22 @@ impl CodePoint {
     /// An SSL 2.0 cipher kind (24 bits): `0x%06x`.
     pub fn sslv2_cipher(value: u32) -> CodePoint {
         CodePoint { value, digits: 6 }
+    }
+
+    /// The four hex digits of the usual `0x%04x` form (a 16-bit code point); `None` for the
+    /// longer SSL 2.0 form. Lets the JSON writer copy a code point as one fixed-size write.
+    pub fn hex16(self) -> Option<[u8; 4]> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        if self.digits != 4 || self.value > 0xffff {
+            return None;
+        }
+        let v = self.value as usize;
+        Some([
+            HEX[v >> 12 & 0xf],
+            HEX[v >> 8 & 0xf],
+            HEX[v >> 4 & 0xf],
+            HEX[v & 0xf],
+        ])
     }
 
     /// Its text: `0x` and the hex digits (`0x%04x`, or `0x%06x` for SSL 2.0 kinds).
