@@ -283,12 +283,12 @@ impl<'n> Shard<'n> {
         }
     }
 
-    fn push(&mut self, decided: Decided, record: FlowRecord) {
+    fn push(&mut self, decided: Decided, record: Box<FlowRecord>) {
         Self::push_to(&mut self.out, self.jsonl, decided, record);
     }
 
     /// Adds a record (and its JSON line, for JSON Lines) to `out`.
-    fn push_to(out: &mut Vec<Out>, jsonl: bool, decided: Decided, record: FlowRecord) {
+    fn push_to(out: &mut Vec<Out>, jsonl: bool, decided: Decided, record: Box<FlowRecord>) {
         let line = jsonl.then(|| {
             let mut v = Vec::with_capacity(2048);
             report::json::write_flow(&mut v, &record);
@@ -297,7 +297,7 @@ impl<'n> Shard<'n> {
         });
         out.push(Out {
             decided,
-            record: Box::new(record),
+            record,
             line,
         });
     }
@@ -330,8 +330,7 @@ impl<'n> Shard<'n> {
     fn collect(&mut self) {
         let (name, jsonl, out) = (self.name, self.jsonl, &mut self.out);
         for f in self.table.take_finished() {
-            let r = report::flow_record(&f.flow, name);
-            drop(f.flow);
+            let r = report::finished_record(f.flow, name);
             Self::push_to(out, jsonl, f.decided, r);
         }
     }
@@ -339,8 +338,7 @@ impl<'n> Shard<'n> {
     fn finish(&mut self) -> ShardStats {
         let (name, jsonl, out) = (self.name, self.jsonl, &mut self.out);
         for f in self.table.finish_all() {
-            let r = report::flow_record(&f.flow, name);
-            drop(f.flow);
+            let r = report::finished_record(f.flow, name);
             Self::push_to(out, jsonl, f.decided, r);
         }
         ShardStats {
