@@ -602,6 +602,8 @@ struct Untaken {
     decided: i64,
     /// When it is written.
     release: i64,
+    /// Its server: with the start, what tells whether it can fit a network leg at all.
+    server: Endpoint,
 }
 
 /// Pairs the two legs of a request (a network flow and its pod-local hop) in the stream,
@@ -656,8 +658,14 @@ impl Pairer {
             (decided, false)
         } else if r.leg == crate::classify::Leg::PodLocal.name() {
             let release = decided.max(start.saturating_add(2 * W + PAIR_HOLD));
-            self.pod_local
-                .insert((start, r.first_frame, id), Untaken { decided, release });
+            self.pod_local.insert(
+                (start, r.first_frame, id),
+                Untaken {
+                    decided,
+                    release,
+                    server: r.server,
+                },
+            );
             (release, false)
         } else {
             let at = decided.max(start.saturating_add(W + PAIR_HOLD));
@@ -681,13 +689,19 @@ impl Pairer {
             let Some(n) = self.held.get(&id) else {
                 continue;
             };
-            let start = n.out.record.first_ts.nanos();
+            let (start, server) = (n.out.record.first_ts.nanos(), n.out.record.server);
             let lo = (start.saturating_sub(W), 0, 0);
             let hi = (start.saturating_add(W), u64::MAX, u64::MAX);
+            // Legs that cannot fit by time and endpoints are left out: `link_legs` would
+            // not pair them, and most network legs then have no candidate at all.
             let mut cands: Vec<(u64, u64)> = self
                 .pod_local
                 .range(lo..=hi)
-                .filter(|(_, p)| p.decided <= at && p.release >= at)
+                .filter(|&(&(pstart, _, _), p)| {
+                    p.decided <= at
+                        && p.release >= at
+                        && crate::classify::pairing::may_fit(start, server, pstart, p.server)
+                })
                 .map(|(&(_, pff, pid), _)| (pff, pid))
                 .collect();
             if cands.is_empty() {
