@@ -718,8 +718,11 @@ impl Pairer {
             report::link_legs(&mut records);
             for (i, mut h) in lent {
                 if h.out.record.paired_with.is_some() {
-                    // Pairing changed the record: its serialized line is stale.
-                    h.out.line = None;
+                    // Pairing changed the record: its serialized line is stale up to its
+                    // TLS part, which pairing does not change.
+                    if let Some(line) = &mut h.out.line {
+                        report::json::rewrite_before_tls(line, &h.out.record);
+                    }
                     if !h.network {
                         let r = &h.out.record;
                         self.pod_local

@@ -33,6 +33,39 @@ macro_rules! k {
 /// Appends the JSON of a flow record to `out` (no newline), exactly as
 /// `serde_json::to_writer(out, record)` would.
 pub fn write_flow(out: &mut Vec<u8>, r: &FlowRecord) {
+    write_before_tls(out, r);
+    k!(out, "tls");
+    option(out, &r.tls, self::tls);
+    out.push(b'}');
+}
+
+/// The key of the last member of a record, `tls`, with its separators. It occurs once in
+/// a line: no other object of a record has a `tls` member, and inside a string its
+/// quotes would be escaped.
+const TLS_KEY: &[u8] = b",\"tls\":";
+
+/// Rewrites a record's line (as [`write_flow`] wrote it, with or without its newline)
+/// after pairing changed members before `tls` (class, confidence, evidence, diagnosis,
+/// `paired_with`): those are written anew and the TLS part, most of the line, is kept.
+pub fn rewrite_before_tls(line: &mut Vec<u8>, r: &FlowRecord) {
+    let mut new = Vec::with_capacity(line.len() + 512);
+    match memchr::memmem::find(line, TLS_KEY) {
+        Some(at) => {
+            write_before_tls(&mut new, r);
+            new.extend_from_slice(&line[at..]);
+        }
+        None => {
+            write_flow(&mut new, r);
+            if line.last() == Some(&b'\n') {
+                new.push(b'\n');
+            }
+        }
+    }
+    *line = new;
+}
+
+/// Every member of a record but the last, `tls` (see [`rewrite_before_tls`]).
+fn write_before_tls(out: &mut Vec<u8>, r: &FlowRecord) {
     let FlowRecord {
         kind,
         capture,
@@ -58,7 +91,7 @@ pub fn write_flow(out: &mut Vec<u8>, r: &FlowRecord) {
         mesh,
         http,
         paired_with,
-        tls,
+        tls: _,
     } = r;
     k!(out, first "type");
     string(out, kind);
@@ -108,9 +141,6 @@ pub fn write_flow(out: &mut Vec<u8>, r: &FlowRecord) {
     option(out, http, self::http);
     k!(out, "paired_with");
     option(out, paired_with, pair);
-    k!(out, "tls");
-    option(out, tls, self::tls);
-    out.push(b'}');
 }
 
 fn per_side(out: &mut Vec<u8>, p: &PerSide) {
@@ -812,6 +842,42 @@ mod tests {
     #[test]
     fn a_full_record_is_written_as_serde_writes_it() {
         same_as_serde(&full());
+    }
+
+    #[test]
+    fn a_line_rewritten_after_pairing_is_the_line_of_the_changed_record() {
+        let mut r = full();
+        r.paired_with = None;
+        r.diagnosis = None;
+        let mut line = Vec::new();
+        write_flow(&mut line, &r);
+        line.push(b'\n');
+        let mut paired = r.clone();
+        paired.paired_with = full().paired_with;
+        paired.diagnosis = full().diagnosis;
+        paired.class = "double-wrapped";
+        paired.evidence.push("pod_local_leg:frame_12".into());
+        rewrite_before_tls(&mut line, &paired);
+        let mut expected = serde_json::to_vec(&paired).unwrap();
+        expected.push(b'\n');
+        assert_eq!(
+            String::from_utf8_lossy(&line),
+            String::from_utf8_lossy(&expected)
+        );
+        // A record without TLS ends in `"tls":null`.
+        r.tls = None;
+        paired.tls = None;
+        line.clear();
+        write_flow(&mut line, &r);
+        rewrite_before_tls(&mut line, &paired);
+        let expected = serde_json::to_vec(&paired).unwrap();
+        assert_eq!(line, expected);
+        // A line that is not a record's is written anew.
+        line = b"{}\n".to_vec();
+        rewrite_before_tls(&mut line, &paired);
+        let mut expected = serde_json::to_vec(&paired).unwrap();
+        expected.push(b'\n');
+        assert_eq!(line, expected);
     }
 
     #[test]
