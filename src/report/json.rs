@@ -529,6 +529,7 @@ fn endpoint(out: &mut Vec<u8>, ep: &Endpoint) {
 }
 
 /// A string known to need no escaping, between quotes.
+#[inline]
 fn quoted_plain(out: &mut Vec<u8>, s: &[u8]) {
     out.reserve(s.len() + 2);
     out.push(b'"');
@@ -567,6 +568,7 @@ fn chunk_needs_escape(c: &[u8; 16]) -> bool {
 /// Whether any byte of `s` needs escaping. Sixteen bytes at a time, the last chunk
 /// overlapping the one before; shorter strings a word at a time (two overlapping words).
 /// A byte-by-byte loop cost about five instructions a byte, and every string is tested.
+#[inline]
 fn any_needs_escape(s: &[u8]) -> bool {
     let n = s.len();
     if n >= 16 {
@@ -601,14 +603,23 @@ fn any_needs_escape(s: &[u8]) -> bool {
     }
 }
 
-/// A JSON string, escaped as serde_json escapes it.
+/// A JSON string, escaped as serde_json escapes it. Inlined (a record has some 25 strings,
+/// and the call cost about as much as the usual string's test and copy); the rare string
+/// that needs escaping goes the slow way.
+#[inline]
 fn string(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
-    // Almost every string needs no escape: one test, one copy.
-    if !any_needs_escape(bytes) {
+    if any_needs_escape(bytes) {
+        escaped(out, bytes);
+    } else {
         quoted_plain(out, bytes);
-        return;
     }
+}
+
+/// A string with bytes to escape.
+#[cold]
+#[inline(never)]
+fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
     let mut run = 0;
     for (i, &b) in bytes.iter().enumerate() {
