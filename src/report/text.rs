@@ -70,22 +70,6 @@ impl<const N: usize> StackText<N> {
         }
     }
 
-    /// Appends `v` in decimal, zero-padded to `width` digits (`v` must fit in them).
-    fn push_padded(&mut self, v: u64, width: usize) {
-        let mut v = v;
-        let mut i = self.len + width;
-        while i >= self.len + 2 {
-            let r = (v % 100) as usize * 2;
-            v /= 100;
-            i -= 2;
-            self.buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[r..r + 2]);
-        }
-        if i > self.len {
-            self.buf[i - 1] = b'0' + (v % 10) as u8;
-        }
-        self.len += width;
-    }
-
     /// Appends the text to `out`: the whole buffer as one fixed-size copy (no `memcpy`
     /// call for a few bytes), then cut back to the text's length.
     pub fn write_to(&self, out: &mut Vec<u8>) {
@@ -209,27 +193,30 @@ impl UtcTime {
     pub fn text(self) -> StackText<27> {
         let ns = self.nanos();
         let secs = ns.div_euclid(1_000_000_000);
-        let micros = ns.rem_euclid(1_000_000_000) / 1000;
-        let (days, tod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let micros = (ns.rem_euclid(1_000_000_000) / 1000) as usize;
+        let (days, tod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as usize);
         let (y, m, d) = crate::capture::civil_from_days(days);
-        // Every part is non-negative and fits its width (see above).
-        let part = |v: i64| v.unsigned_abs();
-        let mut t = StackText::new();
-        t.push_padded(part(y), 4);
-        t.push(b'-');
-        t.push_padded(part(m), 2);
-        t.push(b'-');
-        t.push_padded(part(d), 2);
-        t.push(b'T');
-        t.push_padded(part(tod / 3600), 2);
-        t.push(b':');
-        t.push_padded(part(tod % 3600 / 60), 2);
-        t.push(b':');
-        t.push_padded(part(tod % 60), 2);
-        t.push(b'.');
-        t.push_padded(part(micros), 6);
-        t.push(b'Z');
-        t
+        // Every part is non-negative and fits its width (see above), so each is written
+        // as digit pairs at fixed places of a template: two records' times are a sixth
+        // of the digits a record writes.
+        let mut buf = *b"0000-00-00T00:00:00.000000Z";
+        let mut pair = |at: usize, v: usize| {
+            let i = v % 100 * 2;
+            buf[at] = DIGIT_PAIRS[i];
+            buf[at + 1] = DIGIT_PAIRS[i + 1];
+        };
+        let y = y.unsigned_abs() as usize;
+        pair(0, y / 100);
+        pair(2, y);
+        pair(5, m.unsigned_abs() as usize);
+        pair(8, d.unsigned_abs() as usize);
+        pair(11, tod / 3600);
+        pair(14, tod % 3600 / 60);
+        pair(17, tod % 60);
+        pair(20, micros / 10_000);
+        pair(22, micros / 100);
+        pair(24, micros);
+        StackText { buf, len: 27 }
     }
 }
 
