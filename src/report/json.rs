@@ -616,19 +616,30 @@ fn string(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// A string with bytes to escape.
+/// A string with bytes to escape. Runs of 16 bytes with none are skipped at once (such a
+/// string is usually a sentence quoting a word or two).
 #[cold]
 #[inline(never)]
 fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
     let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if !needs_escape(b) {
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(chunk) = bytes
+            .get(i..i + 16)
+            .and_then(|c| <&[u8; 16]>::try_from(c).ok())
+            && !chunk_needs_escape(chunk)
+        {
+            i += 16;
             continue;
         }
-        out.extend_from_slice(&bytes[run..i]);
-        run = i + 1;
-        escape(out, b);
+        let b = bytes[i];
+        if needs_escape(b) {
+            out.extend_from_slice(&bytes[run..i]);
+            run = i + 1;
+            escape(out, b);
+        }
+        i += 1;
     }
     out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
@@ -977,6 +988,8 @@ mod tests {
         let mut cases: Vec<String> = (0u8..0x80).map(|b| char::from(b).to_string()).collect();
         cases.extend(["", "plain", "\"", "a\\", "\u{7f}", "x\u{1}y\u{1f}z"].map(String::from));
         cases.push(hostile());
+        let long = |sep: &str| format!("{}{sep}{}{sep}", "x".repeat(40), "y".repeat(33));
+        cases.extend(["\"", "\\", "\n", "\u{1}", "é"].map(long));
         for s in cases {
             let mut mine = Vec::new();
             string(&mut mine, &s);
