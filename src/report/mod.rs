@@ -488,7 +488,8 @@ fn record_but_tls(
 ) -> (FlowRecord, Option<(TlsExtra, Dir)>) {
     let roles = classify::roles(flow);
     let c = roles.client;
-    let verdict = classify::judge(&Facts::of(flow, roles));
+    let facts = Facts::of(flow, roles);
+    let verdict = classify::judge(&facts);
     let tls = tls_extra(flow, c);
     let any_payload = flow.half.iter().any(|h| h.bytes > 0);
     // A cleartext request answered with TLS still spoke its cleartext protocol.
@@ -497,7 +498,8 @@ fn record_but_tls(
     } else if !any_payload {
         None
     } else {
-        Some(plain::detect(flow.handler.head(c), flow.handler.head(c.rev())).unwrap_or("unknown"))
+        // The heads the judge read: what it detected, if it asked.
+        Some(facts.protocol().unwrap_or("unknown"))
     };
     let (hc, hs) = (&flow.half[c.idx()], &flow.half[c.rev().idx()]);
     let http = matches!(app_protocol, Some("http/1.x")).then(|| {
