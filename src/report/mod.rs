@@ -470,11 +470,12 @@ pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> Box<FlowRecord> 
 /// The record is boxed as soon as it is made (it travels boxed to the printer) and the
 /// TLS part written into the box: a record is about 1.5 KB, and each move of it by value
 /// is a `memcpy` of that size.
-pub fn finished_record(mut flow: Box<Flow<ConnAnalyzer>>, capture: &str) -> Box<FlowRecord> {
+pub fn finished_record(flow: Box<Flow<ConnAnalyzer>>, capture: &str) -> Box<FlowRecord> {
     let (r, tls) = record_but_tls(&flow, capture);
     let mut r = Box::new(r);
     if let Some((extra, client)) = tls {
-        let facts = std::mem::take(&mut flow.handler.tls).into_facts();
+        // Moved out of the box, the rest of the flow dropped with it.
+        let facts = flow.handler.tls.into_facts();
         r.tls = Some(tls_record(facts, client, extra));
     }
     r
