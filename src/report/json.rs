@@ -470,6 +470,7 @@ fn strings(out: &mut Vec<u8>, items: &[String]) {
 /// A list of code points. A ClientHello lists dozens (its cipher suites, groups), so each
 /// is written with its comma as one fixed-size copy, and the first comma becomes the `[`.
 fn code_points(out: &mut Vec<u8>, items: &[CodePoint]) {
+    out.reserve(items.len() * 9 + 2);
     let start = out.len();
     for c in items {
         match c.hex16() {

@@ -29,6 +29,19 @@ const DIGIT_PAIRS: &[u8; 200] = b"\
     6061626364656667686970717273747576777879\
     8081828384858687888990919293949596979899";
 
+/// `00`, `01`, ... `ff`: lowercase hex digits of a byte, two at a time.
+const HEX_PAIRS: [u8; 512] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [0; 512];
+    let mut i = 0;
+    while i < 256 {
+        t[2 * i] = HEX[i >> 4];
+        t[2 * i + 1] = HEX[i & 0xf];
+        i += 1;
+    }
+    t
+};
+
 /// Text of at most `N` bytes, built on the stack.
 #[derive(Clone, Copy)]
 pub struct StackText<const N: usize> {
@@ -136,16 +149,18 @@ impl CodePoint {
     /// The four hex digits of the usual `0x%04x` form (a 16-bit code point); `None` for the
     /// longer SSL 2.0 form. Lets the JSON writer copy a code point as one fixed-size write.
     pub fn hex16(self) -> Option<[u8; 4]> {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         if self.digits != 4 || self.value > 0xffff {
             return None;
         }
-        let v = self.value as usize;
+        let (hi, lo) = (
+            (self.value >> 8) as usize & 0xff,
+            self.value as usize & 0xff,
+        );
         Some([
-            HEX[v >> 12 & 0xf],
-            HEX[v >> 8 & 0xf],
-            HEX[v >> 4 & 0xf],
-            HEX[v & 0xf],
+            HEX_PAIRS[2 * hi],
+            HEX_PAIRS[2 * hi + 1],
+            HEX_PAIRS[2 * lo],
+            HEX_PAIRS[2 * lo + 1],
         ])
     }
 
@@ -240,12 +255,20 @@ pub fn endpoint_text(ep: &Endpoint) -> StackText<ENDPOINT_MAX> {
     let mut t = StackText::new();
     match ep.ip {
         IpAddr::V4(a) => {
-            let [a, b, c, d] = a.octets();
-            for (i, o) in [a, b, c, d].into_iter().enumerate() {
+            // Octets are most of the endpoints a record writes: each is 1 to 3 digits
+            // from the pair table, without the general number path.
+            for (i, o) in a.octets().into_iter().enumerate() {
                 if i > 0 {
                     t.push(b'.');
                 }
-                t.push_decimal(u64::from(o));
+                let o = usize::from(o);
+                if o >= 100 {
+                    t.push(b'0' + (o / 100) as u8);
+                }
+                if o >= 10 {
+                    t.push(DIGIT_PAIRS[o % 100 * 2]);
+                }
+                t.push(DIGIT_PAIRS[o % 100 * 2 + 1]);
             }
         }
         IpAddr::V6(a) => {
