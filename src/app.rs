@@ -623,10 +623,11 @@ struct Pairer {
     /// Records by arrival number (records are boxed: moving a `Held` is cheap).
     held: std::collections::HashMap<u64, Held, foldhash::fast::RandomState>,
     next_id: u64,
-    /// Write order: (release, decision, id).
-    by_release: std::collections::BTreeSet<(i64, Decided, u64)>,
-    /// Network legs to pair: (pairing time, first frame, id).
-    network: std::collections::BTreeSet<(i64, u64, u64)>,
+    /// Write order: (release, decision, id), the least on top. Heaps, not ordered sets:
+    /// only the first is ever looked at, and a heap's push and pop cost about a third.
+    by_release: std::collections::BinaryHeap<std::cmp::Reverse<(i64, Decided, u64)>>,
+    /// Network legs to pair: (pairing time, first frame, id), the least on top.
+    network: std::collections::BinaryHeap<std::cmp::Reverse<(i64, u64, u64)>>,
     /// Untaken pod-local legs by start: (first_ts, first frame, id). A leg leaves when a
     /// network leg takes it or when it is written.
     pod_local: std::collections::BTreeMap<(i64, u64, u64), Untaken>,
@@ -669,10 +670,12 @@ impl Pairer {
             (release, false)
         } else {
             let at = decided.max(start.saturating_add(W + PAIR_HOLD));
-            self.network.insert((at, r.first_frame, id));
+            self.network
+                .push(std::cmp::Reverse((at, r.first_frame, id)));
             (at, true)
         };
-        self.by_release.insert((release, out.decided, id));
+        self.by_release
+            .push(std::cmp::Reverse((release, out.decided, id)));
         self.held.insert(id, Held { out, network });
     }
 
@@ -681,11 +684,11 @@ impl Pairer {
     fn advance(&mut self, limit: Option<i64>, out: &mut Vec<Out>) {
         const W: i64 = crate::classify::pairing::WINDOW;
         let due = |t: i64| limit.is_none_or(|l| t < l);
-        while let Some(&(at, _, id)) = self.network.first() {
+        while let Some(&std::cmp::Reverse((at, _, id))) = self.network.peek() {
             if !due(at) {
                 break;
             }
-            self.network.pop_first();
+            self.network.pop();
             let Some(n) = self.held.get(&id) else {
                 continue;
             };
@@ -732,11 +735,11 @@ impl Pairer {
                 self.held.insert(i, h);
             }
         }
-        while let Some(&(release, _, id)) = self.by_release.first() {
+        while let Some(&std::cmp::Reverse((release, _, id))) = self.by_release.peek() {
             if !due(release) {
                 break;
             }
-            self.by_release.pop_first();
+            self.by_release.pop();
             if let Some(h) = self.held.remove(&id) {
                 if !h.network {
                     let r = &h.out.record;
