@@ -595,6 +595,56 @@ struct Held {
     network: bool,
 }
 
+/// The pairer's records by arrival number. Numbers are given in order and records leave
+/// roughly in order, so they are slots of a queue (the first slot's number is `first`),
+/// not a hash map: no hashing, and the leading empty slots are dropped as they appear.
+#[derive(Default)]
+struct Slots {
+    slots: std::collections::VecDeque<Option<Held>>,
+    first: u64,
+}
+
+impl Slots {
+    /// Adds the record numbered `id`, the next number.
+    fn push(&mut self, id: u64, h: Held) {
+        debug_assert_eq!(id, self.first + self.slots.len() as u64);
+        self.slots.push_back(Some(h));
+    }
+
+    fn slot(&mut self, id: u64) -> Option<&mut Option<Held>> {
+        let i = usize::try_from(id.checked_sub(self.first)?).ok()?;
+        self.slots.get_mut(i)
+    }
+
+    fn get(&mut self, id: u64) -> Option<&Held> {
+        self.slot(id)?.as_ref()
+    }
+
+    /// Takes a record out (to write it, or to lend it to the pairing).
+    fn take(&mut self, id: u64) -> Option<Held> {
+        let h = self.slot(id)?.take();
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.first += 1;
+        }
+        h
+    }
+
+    /// Puts a lent record back in its slot.
+    fn put_back(&mut self, id: u64, h: Held) {
+        if id < self.first {
+            // Its slot was dropped while it was out: make room again in front.
+            for _ in id..self.first {
+                self.slots.push_front(None);
+            }
+            self.first = id;
+        }
+        if let Some(slot) = self.slot(id) {
+            *slot = Some(h);
+        }
+    }
+}
+
 /// A pod-local leg no network leg has taken yet, as the pairing reads it.
 #[derive(Clone, Copy, Debug)]
 struct Untaken {
@@ -621,7 +671,7 @@ struct Untaken {
 /// Early records (`--early`) do not wait and are not paired.
 struct Pairer {
     /// Records by arrival number (records are boxed: moving a `Held` is cheap).
-    held: std::collections::HashMap<u64, Held, foldhash::fast::RandomState>,
+    held: Slots,
     next_id: u64,
     /// Write order: (release, decision, id), the least on top. Heaps, not ordered sets:
     /// only the first is ever looked at, and a heap's push and pop cost about a third.
@@ -676,7 +726,7 @@ impl Pairer {
         };
         self.by_release
             .push(std::cmp::Reverse((release, out.decided, id)));
-        self.held.insert(id, Held { out, network });
+        self.held.push(id, Held { out, network });
     }
 
     /// Pairs and releases everything due before capture clock `limit` (all of it when
@@ -689,7 +739,7 @@ impl Pairer {
                 break;
             }
             self.network.pop();
-            let Some(n) = self.held.get(&id) else {
+            let Some(n) = self.held.get(id) else {
                 continue;
             };
             let (start, server) = (n.out.record.first_ts.nanos(), n.out.record.server);
@@ -714,7 +764,7 @@ impl Pairer {
             // Lend the network leg and its candidates (by first frame) to `link_legs`.
             let ids = std::iter::once(id).chain(cands.iter().map(|c| c.1));
             let mut lent: Vec<(u64, Held)> = ids
-                .filter_map(|i| self.held.remove(&i).map(|h| (i, h)))
+                .filter_map(|i| self.held.take(i).map(|h| (i, h)))
                 .collect();
             let mut records: Vec<&mut FlowRecord> =
                 lent.iter_mut().map(|(_, h)| &mut *h.out.record).collect();
@@ -732,7 +782,7 @@ impl Pairer {
                             .remove(&(r.first_ts.nanos(), r.first_frame, i));
                     }
                 }
-                self.held.insert(i, h);
+                self.held.put_back(i, h);
             }
         }
         while let Some(&std::cmp::Reverse((release, _, id))) = self.by_release.peek() {
@@ -740,7 +790,7 @@ impl Pairer {
                 break;
             }
             self.by_release.pop();
-            if let Some(h) = self.held.remove(&id) {
+            if let Some(h) = self.held.take(id) {
                 if !h.network {
                     let r = &h.out.record;
                     self.pod_local
