@@ -61,7 +61,7 @@ use std::time::{Duration, Instant};
 
 use crate::analyzers::ConnAnalyzer;
 use crate::capture::{CaptureError, CaptureReader, ChunkReader, Event, Frame, LinkType, Timestamp};
-use crate::decode::{self, TcpFlags, TcpSegment};
+use crate::decode::{self, Endpoint, TcpFlags, TcpSegment};
 use crate::flow::{Ctx, Decided, FlowKey, FlowTable, TableConfig};
 use crate::report::table::TableWriter;
 use crate::report::{self, Drops, FlowRecord, SCHEMA_VERSION, Summary};
@@ -291,12 +291,12 @@ impl<'n> Shard<'n> {
         }
     }
 
-    fn push(&mut self, decided: Decided, record: FlowRecord) {
+    fn push(&mut self, decided: Decided, record: Box<FlowRecord>) {
         Self::push_to(&mut self.out, self.jsonl, decided, record);
     }
 
     /// Adds a record (and its JSON line, for JSON Lines) to `out`.
-    fn push_to(out: &mut Vec<Out>, jsonl: bool, decided: Decided, record: FlowRecord) {
+    fn push_to(out: &mut Vec<Out>, jsonl: bool, decided: Decided, record: Box<FlowRecord>) {
         let line = jsonl.then(|| {
             let mut v = Vec::with_capacity(2048);
             report::json::write_flow(&mut v, &record);
@@ -305,7 +305,7 @@ impl<'n> Shard<'n> {
         });
         out.push(Out {
             decided,
-            record: Box::new(record),
+            record,
             line,
         });
     }
@@ -323,11 +323,11 @@ impl<'n> Shard<'n> {
         let early = self
             .table
             .process_with(key, seg, &ctx, clock, |f| {
-                // Boxed: the closure's result is moved out through `Option`s, and a
-                // record is large.
+                // The record comes boxed: the closure's result is moved out through
+                // `Option`s, and a record is large.
                 (early && !f.noted && handshake_decided(f.handler())).then(|| {
                     f.noted = true;
-                    let mut r = Box::new(report::flow_record(f, name));
+                    let mut r = report::flow_record(f, name);
                     r.end = EARLY_END;
                     r
                 })
@@ -335,7 +335,7 @@ impl<'n> Shard<'n> {
             .flatten();
         self.collect();
         if let Some(r) = early {
-            self.push(Decided::at_packet(clock, frame), *r);
+            self.push(Decided::at_packet(clock, frame), r);
         }
     }
 
@@ -349,8 +349,7 @@ impl<'n> Shard<'n> {
     fn collect(&mut self) {
         let (name, jsonl, out) = (self.name, self.jsonl, &mut self.out);
         for f in self.table.take_finished() {
-            let r = report::flow_record(&f.flow, name);
-            drop(f.flow);
+            let r = report::finished_record(f.flow, name);
             Self::push_to(out, jsonl, f.decided, r);
         }
     }
@@ -358,8 +357,7 @@ impl<'n> Shard<'n> {
     fn finish(&mut self) -> ShardStats {
         let (name, jsonl, out) = (self.name, self.jsonl, &mut self.out);
         for f in self.table.finish_all() {
-            let r = report::flow_record(&f.flow, name);
-            drop(f.flow);
+            let r = report::finished_record(f.flow, name);
             Self::push_to(out, jsonl, f.decided, r);
         }
         ShardStats {
@@ -618,6 +616,56 @@ struct Held {
     network: bool,
 }
 
+/// The pairer's records by arrival number. Numbers are given in order and records leave
+/// roughly in order, so they are slots of a queue (the first slot's number is `first`),
+/// not a hash map: no hashing, and the leading empty slots are dropped as they appear.
+#[derive(Default)]
+struct Slots {
+    slots: std::collections::VecDeque<Option<Held>>,
+    first: u64,
+}
+
+impl Slots {
+    /// Adds the record numbered `id`, the next number.
+    fn push(&mut self, id: u64, h: Held) {
+        debug_assert_eq!(id, self.first + self.slots.len() as u64);
+        self.slots.push_back(Some(h));
+    }
+
+    fn slot(&mut self, id: u64) -> Option<&mut Option<Held>> {
+        let i = usize::try_from(id.checked_sub(self.first)?).ok()?;
+        self.slots.get_mut(i)
+    }
+
+    fn get(&mut self, id: u64) -> Option<&Held> {
+        self.slot(id)?.as_ref()
+    }
+
+    /// Takes a record out (to write it, or to lend it to the pairing).
+    fn take(&mut self, id: u64) -> Option<Held> {
+        let h = self.slot(id)?.take();
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.first += 1;
+        }
+        h
+    }
+
+    /// Puts a lent record back in its slot.
+    fn put_back(&mut self, id: u64, h: Held) {
+        if id < self.first {
+            // Its slot was dropped while it was out: make room again in front.
+            for _ in id..self.first {
+                self.slots.push_front(None);
+            }
+            self.first = id;
+        }
+        if let Some(slot) = self.slot(id) {
+            *slot = Some(h);
+        }
+    }
+}
+
 /// A pod-local leg no network leg has taken yet, as the pairing reads it.
 #[derive(Clone, Copy, Debug)]
 struct Untaken {
@@ -625,6 +673,8 @@ struct Untaken {
     decided: i64,
     /// When it is written.
     release: i64,
+    /// Its server: with the start, what tells whether it can fit a network leg at all.
+    server: Endpoint,
 }
 
 /// Pairs the two legs of a request (a network flow and its pod-local hop) in the stream,
@@ -642,12 +692,13 @@ struct Untaken {
 /// Early records (`--early`) do not wait and are not paired.
 struct Pairer {
     /// Records by arrival number (records are boxed: moving a `Held` is cheap).
-    held: std::collections::HashMap<u64, Held, foldhash::fast::RandomState>,
+    held: Slots,
     next_id: u64,
-    /// Write order: (release, decision, id).
-    by_release: std::collections::BTreeSet<(i64, Decided, u64)>,
-    /// Network legs to pair: (pairing time, first frame, id).
-    network: std::collections::BTreeSet<(i64, u64, u64)>,
+    /// Write order: (release, decision, id), the least on top. Heaps, not ordered sets:
+    /// only the first is ever looked at, and a heap's push and pop cost about a third.
+    by_release: std::collections::BinaryHeap<std::cmp::Reverse<(i64, Decided, u64)>>,
+    /// Network legs to pair: (pairing time, first frame, id), the least on top.
+    network: std::collections::BinaryHeap<std::cmp::Reverse<(i64, u64, u64)>>,
     /// Untaken pod-local legs by start: (first_ts, first frame, id). A leg leaves when a
     /// network leg takes it or when it is written.
     pod_local: std::collections::BTreeMap<(i64, u64, u64), Untaken>,
@@ -679,16 +730,24 @@ impl Pairer {
             (decided, false)
         } else if r.leg == crate::classify::Leg::PodLocal.name() {
             let release = decided.max(start.saturating_add(2 * W + PAIR_HOLD));
-            self.pod_local
-                .insert((start, r.first_frame, id), Untaken { decided, release });
+            self.pod_local.insert(
+                (start, r.first_frame, id),
+                Untaken {
+                    decided,
+                    release,
+                    server: r.server,
+                },
+            );
             (release, false)
         } else {
             let at = decided.max(start.saturating_add(W + PAIR_HOLD));
-            self.network.insert((at, r.first_frame, id));
+            self.network
+                .push(std::cmp::Reverse((at, r.first_frame, id)));
             (at, true)
         };
-        self.by_release.insert((release, out.decided, id));
-        self.held.insert(id, Held { out, network });
+        self.by_release
+            .push(std::cmp::Reverse((release, out.decided, id)));
+        self.held.push(id, Held { out, network });
     }
 
     /// Pairs and releases everything due before capture clock `limit` (all of it when
@@ -696,21 +755,27 @@ impl Pairer {
     fn advance(&mut self, limit: Option<i64>, out: &mut Vec<Out>) {
         const W: i64 = crate::classify::pairing::WINDOW;
         let due = |t: i64| limit.is_none_or(|l| t < l);
-        while let Some(&(at, _, id)) = self.network.first() {
+        while let Some(&std::cmp::Reverse((at, _, id))) = self.network.peek() {
             if !due(at) {
                 break;
             }
-            self.network.pop_first();
-            let Some(n) = self.held.get(&id) else {
+            self.network.pop();
+            let Some(n) = self.held.get(id) else {
                 continue;
             };
-            let start = n.out.record.first_ts.nanos();
+            let (start, server) = (n.out.record.first_ts.nanos(), n.out.record.server);
             let lo = (start.saturating_sub(W), 0, 0);
             let hi = (start.saturating_add(W), u64::MAX, u64::MAX);
+            // Legs that cannot fit by time and endpoints are left out: `link_legs` would
+            // not pair them, and most network legs then have no candidate at all.
             let mut cands: Vec<(u64, u64)> = self
                 .pod_local
                 .range(lo..=hi)
-                .filter(|(_, p)| p.decided <= at && p.release >= at)
+                .filter(|&(&(pstart, _, _), p)| {
+                    p.decided <= at
+                        && p.release >= at
+                        && crate::classify::pairing::may_fit(start, server, pstart, p.server)
+                })
                 .map(|(&(_, pff, pid), _)| (pff, pid))
                 .collect();
             if cands.is_empty() {
@@ -720,30 +785,33 @@ impl Pairer {
             // Lend the network leg and its candidates (by first frame) to `link_legs`.
             let ids = std::iter::once(id).chain(cands.iter().map(|c| c.1));
             let mut lent: Vec<(u64, Held)> = ids
-                .filter_map(|i| self.held.remove(&i).map(|h| (i, h)))
+                .filter_map(|i| self.held.take(i).map(|h| (i, h)))
                 .collect();
             let mut records: Vec<&mut FlowRecord> =
                 lent.iter_mut().map(|(_, h)| &mut *h.out.record).collect();
             report::link_legs(&mut records);
             for (i, mut h) in lent {
                 if h.out.record.paired_with.is_some() {
-                    // Pairing changed the record: its serialized line is stale.
-                    h.out.line = None;
+                    // Pairing changed the record: its serialized line is stale up to its
+                    // TLS part, which pairing does not change.
+                    if let Some(line) = &mut h.out.line {
+                        report::json::rewrite_before_tls(line, &h.out.record);
+                    }
                     if !h.network {
                         let r = &h.out.record;
                         self.pod_local
                             .remove(&(r.first_ts.nanos(), r.first_frame, i));
                     }
                 }
-                self.held.insert(i, h);
+                self.held.put_back(i, h);
             }
         }
-        while let Some(&(release, _, id)) = self.by_release.first() {
+        while let Some(&std::cmp::Reverse((release, _, id))) = self.by_release.peek() {
             if !due(release) {
                 break;
             }
-            self.by_release.pop_first();
-            if let Some(h) = self.held.remove(&id) {
+            self.by_release.pop();
+            if let Some(h) = self.held.take(id) {
                 if !h.network {
                     let r = &h.out.record;
                     self.pod_local

@@ -2,27 +2,36 @@
 //! Istio setting that fixes it (mesh reference §7 and §9). When the evidence is thin the
 //! code is `unknown` and the summary says what was seen; nothing is invented.
 
+use std::borrow::Cow;
+
 use super::mesh;
 use super::{Class, Facts, Failure, Leg, TELEMETRY_PORTS, private_ip};
 use crate::analyzers::tls::names;
 
 /// What went wrong on a flow (or, for `double-tls`, what is worth knowing); serialized
 /// as the flow record's `diagnosis`.
+///
+/// The texts are borrowed when they are fixed (every fix, most summaries): they are a few
+/// hundred bytes, and most flows carry one.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Diagnosis {
     /// Stable code (see docs/flow-record.md).
     pub code: &'static str,
     /// What happened, quoting what the client printed.
-    pub summary: String,
+    pub summary: Cow<'static, str>,
     /// The setting that fixes it.
-    pub fix: String,
+    pub fix: Cow<'static, str>,
 }
 
-fn d(code: &'static str, summary: impl Into<String>, fix: &str) -> Option<Diagnosis> {
+fn d(
+    code: &'static str,
+    summary: impl Into<Cow<'static, str>>,
+    fix: &'static str,
+) -> Option<Diagnosis> {
     Some(Diagnosis {
         code,
         summary: summary.into(),
-        fix: fix.to_string(),
+        fix: Cow::Borrowed(fix),
     })
 }
 

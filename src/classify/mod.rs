@@ -95,7 +95,7 @@ impl Side<'_> {
 }
 
 /// Everything the rules read about one flow.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Facts<'a> {
     /// The client side.
     pub client: Side<'a>,
@@ -109,6 +109,8 @@ pub struct Facts<'a> {
     pub is_tls: bool,
     /// How the session resumed, if it did.
     pub resumption: Option<&'static str>,
+    /// [`plain::detect`] on the two heads, once asked for (see [`Facts::protocol`]).
+    pub detected: std::cell::OnceCell<Option<&'static str>>,
 }
 
 impl<'a> Facts<'a> {
@@ -134,6 +136,7 @@ impl<'a> Facts<'a> {
             tls: flow.handler().tls.facts(),
             is_tls: flow.handler().tls.is_tls(),
             resumption: flow.handler().tls.resumption(),
+            detected: std::cell::OnceCell::new(),
         }
     }
 
@@ -169,8 +172,17 @@ impl<'a> Facts<'a> {
     }
 
     /// A cleartext protocol was recognized (or the client's bytes are text).
+    /// The cleartext protocol the heads show ([`plain::detect`]), worked out once: the
+    /// plaintext rule and the record (its `app_protocol`) both ask, and it costs about
+    /// 1700 instructions.
+    pub fn protocol(&self) -> Option<&'static str> {
+        *self
+            .detected
+            .get_or_init(|| plain::detect(self.client.head, self.server.head))
+    }
+
     fn cleartext(&self) -> Option<&'static str> {
-        plain::detect(self.client.head, self.server.head)
+        self.protocol()
             .or_else(|| plain::looks_textual(self.client.head).then_some("text"))
             .filter(|p| *p != "ssh")
     }
@@ -485,6 +497,29 @@ fn identities(f: &Facts<'_>) -> (Option<Identity>, Option<Identity>) {
     )
 }
 
+/// An evidence item: `tag` then `value` (`sni:` and the name), built directly: `format!`
+/// cost about 500 instructions a string, and most flows have two or three.
+fn tagged(tag: &str, value: &str) -> String {
+    let mut s = String::with_capacity(tag.len() + value.len());
+    s.push_str(tag);
+    s.push_str(value);
+    s
+}
+
+/// An evidence item: `tag` then the items joined by commas (`alpn:h2,http/1.1`).
+fn tagged_list<'a>(tag: &str, items: impl Iterator<Item = &'a str> + Clone) -> String {
+    let len = items.clone().map(|i| i.len() + 1).sum::<usize>();
+    let mut s = String::with_capacity(tag.len() + len);
+    s.push_str(tag);
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(item);
+    }
+    s
+}
+
 /// A cleartext request answered with TLS bytes: the request itself crossed in clear.
 /// Checked before [`RULES`], from the handshake outcome `judge` computes once for the
 /// verdict (it reads the record timeline, the costliest part of judging).
@@ -493,7 +528,7 @@ fn plaintext_to_tls(f: &Facts<'_>, failure: Option<Failure>) -> Option<Call> {
         class: Class::Plaintext,
         confidence: Confidence::High,
         evidence: vec![
-            format!("cleartext:{}", f.cleartext().unwrap_or("text")),
+            tagged("cleartext:", f.cleartext().unwrap_or("text")),
             "tls_reply".into(),
         ],
         mesh: None,
@@ -516,14 +551,14 @@ fn rule_istio_sidecar(f: &Facts<'_>) -> Option<Call> {
     }
     let mut evidence = Vec::new();
     if let Some(s) = ch.sni.first().filter(|_| sni.is_some()) {
-        evidence.push(format!("sni:{s}"));
+        evidence.push(tagged("sni:", s));
     }
     if !alpn.is_empty() {
-        evidence.push(format!("alpn:{}", alpn.join(",")));
+        evidence.push(tagged_list("alpn:", alpn.iter().copied()));
     }
     let (client_identity, server_identity) = identities(f);
     if let Some(id) = &server_identity {
-        evidence.push(format!("server_spiffe:{}", id.uri));
+        evidence.push(tagged("server_spiffe:", &id.uri));
     }
     let mesh = Mesh {
         kind: "istio-sidecar",
@@ -605,7 +640,7 @@ fn rule_linkerd(f: &Facts<'_>) -> Option<Call> {
     Some(Call {
         class: Class::LinkerdMtls,
         confidence: Confidence::High,
-        evidence: vec![format!("sni:{}", f.sni()?)],
+        evidence: vec![tagged("sni:", f.sni()?)],
         mesh: Some(Mesh {
             kind: "linkerd",
             namespace: Some(ns),
@@ -625,7 +660,7 @@ fn rule_consul(f: &Facts<'_>) -> Option<Call> {
         return None;
     }
     let evidence = match f.sni().filter(|_| service.is_some()) {
-        Some(sni) => vec![format!("sni:{sni}")],
+        Some(sni) => vec![tagged("sni:", sni)],
         None => vec!["consul_spiffe".into()],
     };
     Some(Call {
@@ -654,7 +689,7 @@ fn rule_istio_spiffe_cert(f: &Facts<'_>) -> Option<Call> {
     Some(Call {
         class: Class::IstioMtls,
         confidence: Confidence::Medium,
-        evidence: vec![format!("server_spiffe:{}", id.uri), "critical_san".into()],
+        evidence: vec![tagged("server_spiffe:", &id.uri), "critical_san".into()],
         mesh: Some(Mesh {
             kind: "istio-sidecar",
             client_identity,
@@ -669,19 +704,21 @@ fn rule_app_tls(f: &Facts<'_>) -> Option<Call> {
     if f.tls.client_hello.is_none() && f.tls.server_hello.is_none() {
         return None;
     }
-    let mut evidence = vec![
+    // Room for every item below: no regrowth.
+    let mut evidence = Vec::with_capacity(4);
+    evidence.push(
         if f.tls.client_hello.is_some() {
             "client_hello"
         } else {
             "server_hello"
         }
         .to_string(),
-    ];
+    );
     if let Some(sni) = f.sni() {
-        evidence.push(format!("sni:{sni}"));
+        evidence.push(tagged("sni:", sni));
     }
     if !f.alpn().is_empty() {
-        evidence.push(format!("alpn:{}", f.alpn().join(",")));
+        evidence.push(tagged_list("alpn:", f.alpn().iter().map(String::as_str)));
     }
     if f.istio_alpn() {
         // Istio ALPN with a user host name: a sidecar originating TLS for a DestinationRule
@@ -709,7 +746,8 @@ fn rule_tls_unseen(f: &Facts<'_>) -> Option<Call> {
 /// Cleartext application bytes.
 fn rule_plaintext(f: &Facts<'_>) -> Option<Call> {
     let proto = f.cleartext()?;
-    let mut evidence = vec![format!("cleartext:{proto}")];
+    let mut evidence = Vec::with_capacity(2);
+    evidence.push(tagged("cleartext:", proto));
     if TELEMETRY_PORTS.contains(&f.server_port()) {
         evidence.push("mesh_telemetry".into());
     }
@@ -799,7 +837,7 @@ pub fn judge(f: &Facts<'_>) -> Verdict {
         .unwrap_or_else(|| {
             let why = if f.client.bytes + f.server.bytes == 0 {
                 "no_payload"
-            } else if plain::detect(f.client.head, f.server.head) == Some("ssh") {
+            } else if f.protocol() == Some("ssh") {
                 "ssh"
             } else {
                 "unrecognized_payload"

@@ -69,13 +69,19 @@ pub struct Pair {
 /// outbound (`p` to the capture port 15001 or to loopback, started before `n`) or inbound
 /// (`p` to the same server endpoint as `n`, started after it).
 fn fits(n: &LegView, p: &LegView) -> Option<i64> {
-    let inbound =
-        p.server == n.server && p.first_ts >= n.first_ts && p.first_ts - n.first_ts <= WINDOW;
-    let outbound = (p.server.port == 15001 || p.server.ip.is_loopback())
-        && p.server != n.server
-        && p.first_ts <= n.first_ts
-        && n.first_ts - p.first_ts <= WINDOW;
-    (inbound || outbound).then(|| (p.first_ts - n.first_ts).abs())
+    may_fit(n.first_ts, n.server, p.first_ts, p.server).then(|| (p.first_ts - n.first_ts).abs())
+}
+
+/// Whether a pod-local leg (started at `p_start`, to `p_server`) fits a network leg
+/// (`n_start`, `n_server`) by time and endpoints, before their classes are looked at: the
+/// streaming pairer skips a network leg no untaken pod-local leg fits.
+pub fn may_fit(n_start: i64, n_server: Endpoint, p_start: i64, p_server: Endpoint) -> bool {
+    let inbound = p_server == n_server && p_start >= n_start && p_start - n_start <= WINDOW;
+    let outbound = (p_server.port == 15001 || p_server.ip.is_loopback())
+        && p_server != n_server
+        && p_start <= n_start
+        && n_start - p_start <= WINDOW;
+    inbound || outbound
 }
 
 fn link_of(n: &LegView, p: &LegView) -> Option<Link> {

@@ -121,6 +121,7 @@ impl Case {
             tls: &self.tls,
             is_tls: self.is_tls,
             resumption: None,
+            detected: Default::default(),
         }
     }
 

@@ -18,9 +18,54 @@ use crate::classify::mesh::Identity;
 use crate::classify::{Diagnosis, Mesh};
 use crate::decode::Endpoint;
 
+/// Appends a key with its separators: `k!(out, "state")` writes `,"state":` (and
+/// `k!(out, first "type")` writes `{"type":`, the first key of an object). One fixed-size copy
+/// per key instead of a push for each separator.
+macro_rules! k {
+    ($out:expr, first $key:literal) => {
+        $out.extend_from_slice(concat!("{\"", $key, "\":").as_bytes())
+    };
+    ($out:expr, $key:literal) => {
+        $out.extend_from_slice(concat!(",\"", $key, "\":").as_bytes())
+    };
+}
+
 /// Appends the JSON of a flow record to `out` (no newline), exactly as
 /// `serde_json::to_writer(out, record)` would.
 pub fn write_flow(out: &mut Vec<u8>, r: &FlowRecord) {
+    write_before_tls(out, r);
+    k!(out, "tls");
+    option(out, &r.tls, self::tls);
+    out.push(b'}');
+}
+
+/// The key of the last member of a record, `tls`, with its separators. It occurs once in
+/// a line: no other object of a record has a `tls` member, and inside a string its
+/// quotes would be escaped.
+const TLS_KEY: &[u8] = b",\"tls\":";
+
+/// Rewrites a record's line (as [`write_flow`] wrote it, with or without its newline)
+/// after pairing changed members before `tls` (class, confidence, evidence, diagnosis,
+/// `paired_with`): those are written anew and the TLS part, most of the line, is kept.
+pub fn rewrite_before_tls(line: &mut Vec<u8>, r: &FlowRecord) {
+    let mut new = Vec::with_capacity(line.len() + 512);
+    match memchr::memmem::find(line, TLS_KEY) {
+        Some(at) => {
+            write_before_tls(&mut new, r);
+            new.extend_from_slice(&line[at..]);
+        }
+        None => {
+            write_flow(&mut new, r);
+            if line.last() == Some(&b'\n') {
+                new.push(b'\n');
+            }
+        }
+    }
+    *line = new;
+}
+
+/// Every member of a record but the last, `tls` (see [`rewrite_before_tls`]).
+fn write_before_tls(out: &mut Vec<u8>, r: &FlowRecord) {
     let FlowRecord {
         kind,
         capture,
@@ -46,43 +91,65 @@ pub fn write_flow(out: &mut Vec<u8>, r: &FlowRecord) {
         mesh,
         http,
         paired_with,
-        tls,
+        tls: _,
     } = r;
-    let mut o = Obj::begin(out);
-    string(o.key("type"), kind);
-    string(o.key("capture"), capture);
-    endpoint(o.key("client"), client);
-    endpoint(o.key("server"), server);
-    string(o.key("client_basis"), client_basis);
-    number(o.key("first_frame"), *first_frame);
-    number(o.key("last_frame"), *last_frame);
-    time(o.key("first_ts"), *first_ts);
-    time(o.key("last_ts"), *last_ts);
-    per_side(o.key("packets"), packets);
-    per_side(o.key("bytes"), bytes);
-    string(o.key("state"), state);
-    string(o.key("end"), end);
-    list(o.key("anomalies"), anomalies, anomaly);
-    option(o.key("app_protocol"), app_protocol, |out, s| string(out, s));
-    string(o.key("class"), class);
-    string(o.key("confidence"), confidence);
-    list(o.key("evidence"), evidence, |out, s| string(out, s));
-    string(o.key("leg"), leg);
-    string(o.key("handshake"), handshake);
-    option(o.key("diagnosis"), diagnosis, self::diagnosis);
-    option(o.key("mesh"), mesh, self::mesh);
-    option(o.key("http"), http, self::http);
-    option(o.key("paired_with"), paired_with, pair);
-    option(o.key("tls"), tls, self::tls);
-    o.end();
+    k!(out, first "type");
+    string(out, kind);
+    k!(out, "capture");
+    string(out, capture);
+    k!(out, "client");
+    endpoint(out, client);
+    k!(out, "server");
+    endpoint(out, server);
+    k!(out, "client_basis");
+    string(out, client_basis);
+    k!(out, "first_frame");
+    number(out, *first_frame);
+    k!(out, "last_frame");
+    number(out, *last_frame);
+    k!(out, "first_ts");
+    time(out, *first_ts);
+    k!(out, "last_ts");
+    time(out, *last_ts);
+    k!(out, "packets");
+    per_side(out, packets);
+    k!(out, "bytes");
+    per_side(out, bytes);
+    k!(out, "state");
+    string(out, state);
+    k!(out, "end");
+    string(out, end);
+    k!(out, "anomalies");
+    list(out, anomalies, anomaly);
+    k!(out, "app_protocol");
+    option(out, app_protocol, |out, s| string(out, s));
+    k!(out, "class");
+    string(out, class);
+    k!(out, "confidence");
+    string(out, confidence);
+    k!(out, "evidence");
+    strings(out, evidence);
+    k!(out, "leg");
+    string(out, leg);
+    k!(out, "handshake");
+    string(out, handshake);
+    k!(out, "diagnosis");
+    option(out, diagnosis, self::diagnosis);
+    k!(out, "mesh");
+    option(out, mesh, self::mesh);
+    k!(out, "http");
+    option(out, http, self::http);
+    k!(out, "paired_with");
+    option(out, paired_with, pair);
 }
 
 fn per_side(out: &mut Vec<u8>, p: &PerSide) {
     let PerSide { client, server } = p;
-    let mut o = Obj::begin(out);
-    number(o.key("client"), *client);
-    number(o.key("server"), *server);
-    o.end();
+    k!(out, first "client");
+    number(out, *client);
+    k!(out, "server");
+    number(out, *server);
+    out.push(b'}');
 }
 
 fn anomaly(out: &mut Vec<u8>, a: &Anomaly) {
@@ -92,26 +159,31 @@ fn anomaly(out: &mut Vec<u8>, a: &Anomaly) {
         count,
         bytes,
     } = a;
-    let mut o = Obj::begin(out);
-    string(o.key("kind"), kind);
+    k!(out, first "kind");
+    string(out, kind);
     // `skip_serializing_if = "Option::is_none"`.
     if let Some(from) = from {
-        string(o.key("from"), from);
+        k!(out, "from");
+        string(out, from);
     }
-    number(o.key("count"), *count);
+    k!(out, "count");
+    number(out, *count);
     if let Some(bytes) = bytes {
-        number(o.key("bytes"), *bytes);
+        k!(out, "bytes");
+        number(out, *bytes);
     }
-    o.end();
+    out.push(b'}');
 }
 
 fn diagnosis(out: &mut Vec<u8>, d: &Diagnosis) {
     let Diagnosis { code, summary, fix } = d;
-    let mut o = Obj::begin(out);
-    string(o.key("code"), code);
-    string(o.key("summary"), summary);
-    string(o.key("fix"), fix);
-    o.end();
+    k!(out, first "code");
+    string(out, code);
+    k!(out, "summary");
+    string(out, summary);
+    k!(out, "fix");
+    string(out, fix);
+    out.push(b'}');
 }
 
 fn mesh(out: &mut Vec<u8>, m: &Mesh) {
@@ -126,17 +198,25 @@ fn mesh(out: &mut Vec<u8>, m: &Mesh) {
         server_identity,
         proxy,
     } = m;
-    let mut o = Obj::begin(out);
-    string(o.key("kind"), kind);
-    option(o.key("port"), port, |out, p| number(out, *p));
-    option(o.key("subset"), subset, |out, s| string(out, s));
-    option(o.key("service"), service, |out, s| string(out, s));
-    option(o.key("namespace"), namespace, |out, s| string(out, s));
-    option(o.key("host"), host, |out, s| string(out, s));
-    option(o.key("client_identity"), client_identity, identity);
-    option(o.key("server_identity"), server_identity, identity);
-    option(o.key("proxy"), proxy, |out, s| string(out, s));
-    o.end();
+    k!(out, first "kind");
+    string(out, kind);
+    k!(out, "port");
+    option(out, port, |out, p| number(out, *p));
+    k!(out, "subset");
+    option(out, subset, |out, s| string(out, s));
+    k!(out, "service");
+    option(out, service, |out, s| string(out, s));
+    k!(out, "namespace");
+    option(out, namespace, |out, s| string(out, s));
+    k!(out, "host");
+    option(out, host, |out, s| string(out, s));
+    k!(out, "client_identity");
+    option(out, client_identity, identity);
+    k!(out, "server_identity");
+    option(out, server_identity, identity);
+    k!(out, "proxy");
+    option(out, proxy, |out, s| string(out, s));
+    out.push(b'}');
 }
 
 fn identity(out: &mut Vec<u8>, i: &Identity) {
@@ -146,12 +226,15 @@ fn identity(out: &mut Vec<u8>, i: &Identity) {
         ns,
         sa,
     } = i;
-    let mut o = Obj::begin(out);
-    string(o.key("uri"), uri);
-    string(o.key("trust_domain"), trust_domain);
-    string(o.key("ns"), ns);
-    string(o.key("sa"), sa);
-    o.end();
+    k!(out, first "uri");
+    string(out, uri);
+    k!(out, "trust_domain");
+    string(out, trust_domain);
+    k!(out, "ns");
+    string(out, ns);
+    k!(out, "sa");
+    string(out, sa);
+    out.push(b'}');
 }
 
 fn http(out: &mut Vec<u8>, h: &HttpRecord) {
@@ -161,12 +244,15 @@ fn http(out: &mut Vec<u8>, h: &HttpRecord) {
         host,
         status,
     } = h;
-    let mut o = Obj::begin(out);
-    option(o.key("method"), method, |out, s| string(out, s));
-    option(o.key("path"), path, |out, s| string(out, s));
-    option(o.key("host"), host, |out, s| string(out, s));
-    option(o.key("status"), status, |out, s| number(out, *s));
-    o.end();
+    k!(out, first "method");
+    option(out, method, |out, s| string(out, s));
+    k!(out, "path");
+    option(out, path, |out, s| string(out, s));
+    k!(out, "host");
+    option(out, host, |out, s| string(out, s));
+    k!(out, "status");
+    option(out, status, |out, s| number(out, *s));
+    out.push(b'}');
 }
 
 fn pair(out: &mut Vec<u8>, p: &PairRecord) {
@@ -176,12 +262,15 @@ fn pair(out: &mut Vec<u8>, p: &PairRecord) {
         server,
         link,
     } = p;
-    let mut o = Obj::begin(out);
-    number(o.key("first_frame"), *first_frame);
-    endpoint(o.key("client"), client);
-    endpoint(o.key("server"), server);
-    string(o.key("link"), link);
-    o.end();
+    k!(out, first "first_frame");
+    number(out, *first_frame);
+    k!(out, "client");
+    endpoint(out, client);
+    k!(out, "server");
+    endpoint(out, server);
+    k!(out, "link");
+    string(out, link);
+    out.push(b'}');
 }
 
 fn tls(out: &mut Vec<u8>, t: &TlsRecord) {
@@ -221,64 +310,81 @@ fn tls(out: &mut Vec<u8>, t: &TlsRecord) {
         preamble,
         app_data_records,
     } = t;
-    let strings = |out: &mut Vec<u8>, v: &Vec<String>| list(out, v, |out, s| string(out, s));
-    let code_points = |out: &mut Vec<u8>, v: &Vec<CodePoint>| list(out, v, code_point);
-    let mut o = Obj::begin(out);
-    option(o.key("sni"), sni, |out, s| string(out, s));
-    strings(o.key("sni_all"), sni_all);
-    option(o.key("alpn_offered"), alpn_offered, strings);
-    option(o.key("alpn_selected"), alpn_selected, |out, s| {
-        string(out, s)
+    k!(out, first "sni");
+    option(out, sni, |out, s| string(out, s));
+    k!(out, "sni_all");
+    strings(out, sni_all);
+    k!(out, "alpn_offered");
+    option(out, alpn_offered, |out, v| strings(out, v));
+    k!(out, "alpn_selected");
+    option(out, alpn_selected, |out, s| string(out, s));
+    k!(out, "client_hello_version");
+    option(out, client_hello_version, code_point);
+    k!(out, "supported_versions_offered");
+    option(out, supported_versions_offered, |out, v| {
+        code_points(out, v)
     });
-    option(
-        o.key("client_hello_version"),
-        client_hello_version,
-        code_point,
-    );
-    option(
-        o.key("supported_versions_offered"),
-        supported_versions_offered,
-        code_points,
-    );
-    option(o.key("version"), version, code_point);
-    option(o.key("version_name"), version_name, |out, s| string(out, s));
-    option(o.key("cipher"), cipher, code_point);
-    option(o.key("cipher_name"), cipher_name, |out, s| string(out, s));
-    code_points(o.key("ciphers_offered"), ciphers_offered);
-    code_points(o.key("groups_offered"), groups_offered);
-    code_points(o.key("key_share_groups"), key_share_groups);
-    list(o.key("alerts"), alerts, alert);
-    per_side(o.key("encrypted_alerts"), encrypted_alerts);
-    boolean(o.key("certificate_request"), *certificate_request);
-    boolean(o.key("client_certificate"), *client_certificate);
-    option(
-        o.key("client_certificate_count"),
-        client_certificate_count,
-        |out, n| number(out, *n as u64),
-    );
-    boolean(o.key("server_certificate"), *server_certificate);
-    option(
-        o.key("server_certificate_count"),
-        server_certificate_count,
-        |out, n| number(out, *n as u64),
-    );
-    list(o.key("client_certificates"), client_certificates, cert);
-    list(o.key("server_certificates"), server_certificates, cert);
-    boolean(o.key("resumed"), *resumed);
-    option(o.key("resumed_by"), resumed_by, |out, s| string(out, s));
-    boolean(o.key("hello_retry_request"), *hello_retry_request);
-    boolean(o.key("ech_offered"), *ech_offered);
-    boolean(o.key("resumption_offered"), *resumption_offered);
-    boolean(o.key("early_data_offered"), *early_data_offered);
-    boolean(o.key("sslv2"), *sslv2);
-    option(o.key("ja4"), ja4, |out, s| string(out, s));
-    number(o.key("client_hellos"), *client_hellos);
-    option(o.key("client_hello_frame"), client_hello_frame, |out, f| {
-        number(out, *f)
+    k!(out, "version");
+    option(out, version, code_point);
+    k!(out, "version_name");
+    option(out, version_name, |out, s| string(out, s));
+    k!(out, "cipher");
+    option(out, cipher, code_point);
+    k!(out, "cipher_name");
+    option(out, cipher_name, |out, s| string(out, s));
+    k!(out, "ciphers_offered");
+    code_points(out, ciphers_offered);
+    k!(out, "groups_offered");
+    code_points(out, groups_offered);
+    k!(out, "key_share_groups");
+    code_points(out, key_share_groups);
+    k!(out, "alerts");
+    list(out, alerts, alert);
+    k!(out, "encrypted_alerts");
+    per_side(out, encrypted_alerts);
+    k!(out, "certificate_request");
+    boolean(out, *certificate_request);
+    k!(out, "client_certificate");
+    boolean(out, *client_certificate);
+    k!(out, "client_certificate_count");
+    option(out, client_certificate_count, |out, n| {
+        number(out, *n as u64)
     });
-    option(o.key("preamble"), preamble, |out, s| string(out, s));
-    per_side(o.key("app_data_records"), app_data_records);
-    o.end();
+    k!(out, "server_certificate");
+    boolean(out, *server_certificate);
+    k!(out, "server_certificate_count");
+    option(out, server_certificate_count, |out, n| {
+        number(out, *n as u64)
+    });
+    k!(out, "client_certificates");
+    list(out, client_certificates, cert);
+    k!(out, "server_certificates");
+    list(out, server_certificates, cert);
+    k!(out, "resumed");
+    boolean(out, *resumed);
+    k!(out, "resumed_by");
+    option(out, resumed_by, |out, s| string(out, s));
+    k!(out, "hello_retry_request");
+    boolean(out, *hello_retry_request);
+    k!(out, "ech_offered");
+    boolean(out, *ech_offered);
+    k!(out, "resumption_offered");
+    boolean(out, *resumption_offered);
+    k!(out, "early_data_offered");
+    boolean(out, *early_data_offered);
+    k!(out, "sslv2");
+    boolean(out, *sslv2);
+    k!(out, "ja4");
+    option(out, ja4, |out, s| string(out, s));
+    k!(out, "client_hellos");
+    number(out, *client_hellos);
+    k!(out, "client_hello_frame");
+    option(out, client_hello_frame, |out, f| number(out, *f));
+    k!(out, "preamble");
+    option(out, preamble, |out, s| string(out, s));
+    k!(out, "app_data_records");
+    per_side(out, app_data_records);
+    out.push(b'}');
 }
 
 fn alert(out: &mut Vec<u8>, a: &AlertRecord) {
@@ -289,13 +395,17 @@ fn alert(out: &mut Vec<u8>, a: &AlertRecord) {
         name,
         frame,
     } = a;
-    let mut o = Obj::begin(out);
-    string(o.key("from"), from);
-    number(o.key("level"), *level);
-    number(o.key("description"), *description);
-    option(o.key("name"), name, |out, s| string(out, s));
-    number(o.key("frame"), *frame);
-    o.end();
+    k!(out, first "from");
+    string(out, from);
+    k!(out, "level");
+    number(out, *level);
+    k!(out, "description");
+    number(out, *description);
+    k!(out, "name");
+    option(out, name, |out, s| string(out, s));
+    k!(out, "frame");
+    number(out, *frame);
+    out.push(b'}');
 }
 
 fn cert(out: &mut Vec<u8>, c: &CertSummary) {
@@ -313,51 +423,31 @@ fn cert(out: &mut Vec<u8>, c: &CertSummary) {
         key_algorithm,
         signature_algorithm,
     } = c;
-    let strings = |out: &mut Vec<u8>, v: &Vec<String>| list(out, v, |out, s| string(out, s));
-    let mut o = Obj::begin(out);
-    string(o.key("subject"), subject);
-    string(o.key("issuer"), issuer);
-    string(o.key("serial"), serial);
-    string(o.key("not_before"), not_before);
-    string(o.key("not_after"), not_after);
-    strings(o.key("san_dns"), san_dns);
-    strings(o.key("san_uri"), san_uri);
-    strings(o.key("san_ip"), san_ip);
-    boolean(o.key("san_critical"), *san_critical);
-    boolean(o.key("is_ca"), *is_ca);
-    string(o.key("key_algorithm"), key_algorithm);
-    string(o.key("signature_algorithm"), signature_algorithm);
-    o.end();
-}
-
-/// An object being written: `{`, then `"key":value` pairs separated by commas, then `}`.
-struct Obj<'o> {
-    out: &'o mut Vec<u8>,
-    empty: bool,
-}
-
-impl<'o> Obj<'o> {
-    fn begin(out: &'o mut Vec<u8>) -> Obj<'o> {
-        out.push(b'{');
-        Obj { out, empty: true }
-    }
-
-    /// Writes the key of the next member (a Rust field name: nothing to escape) and
-    /// returns the output for its value.
-    fn key(&mut self, key: &'static str) -> &mut Vec<u8> {
-        if !self.empty {
-            self.out.push(b',');
-        }
-        self.empty = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
-        self.out
-    }
-
-    fn end(self) {
-        self.out.push(b'}');
-    }
+    k!(out, first "subject");
+    string(out, subject);
+    k!(out, "issuer");
+    string(out, issuer);
+    k!(out, "serial");
+    string(out, serial);
+    k!(out, "not_before");
+    string(out, not_before);
+    k!(out, "not_after");
+    string(out, not_after);
+    k!(out, "san_dns");
+    strings(out, san_dns);
+    k!(out, "san_uri");
+    strings(out, san_uri);
+    k!(out, "san_ip");
+    strings(out, san_ip);
+    k!(out, "san_critical");
+    boolean(out, *san_critical);
+    k!(out, "is_ca");
+    boolean(out, *is_ca);
+    k!(out, "key_algorithm");
+    string(out, key_algorithm);
+    k!(out, "signature_algorithm");
+    string(out, signature_algorithm);
+    out.push(b'}');
 }
 
 /// `[item,item,...]`.
@@ -372,7 +462,36 @@ fn list<T>(out: &mut Vec<u8>, items: &[T], mut item: impl FnMut(&mut Vec<u8>, &T
     out.push(b']');
 }
 
+/// A list of strings.
+fn strings(out: &mut Vec<u8>, items: &[String]) {
+    list(out, items, |out, s| string(out, s));
+}
+
+/// A list of code points. A ClientHello lists dozens (its cipher suites, groups), so each
+/// is written with its comma as one fixed-size copy, and the first comma becomes the `[`.
+fn code_points(out: &mut Vec<u8>, items: &[CodePoint]) {
+    out.reserve(items.len() * 9 + 2);
+    let start = out.len();
+    for c in items {
+        match c.hex16() {
+            Some(h) => {
+                out.extend_from_slice(&[b',', b'"', b'0', b'x', h[0], h[1], h[2], h[3], b'"'])
+            }
+            None => {
+                out.push(b',');
+                c.text().write_quoted_to(out);
+            }
+        }
+    }
+    match out.get_mut(start) {
+        Some(b) => *b = b'[',
+        None => out.push(b'['),
+    }
+    out.push(b']');
+}
+
 /// The value, or `null`.
+#[inline]
 fn option<T>(out: &mut Vec<u8>, v: &Option<T>, some: impl FnOnce(&mut Vec<u8>, &T)) {
     match v {
         Some(x) => some(out, x),
@@ -386,29 +505,32 @@ fn boolean(out: &mut Vec<u8>, v: bool) {
 
 /// An unsigned integer in decimal.
 fn number(out: &mut Vec<u8>, v: impl Into<u64>) {
-    out.extend_from_slice(decimal(v.into()).as_bytes());
+    let v: u64 = v.into();
+    // Most counts are a single digit.
+    if v < 10 {
+        out.push(b'0' + v as u8);
+    } else {
+        decimal(v).write_to(out);
+    }
 }
 
 fn code_point(out: &mut Vec<u8>, c: &CodePoint) {
-    let text = c.text();
-    // Code points are many (a ClientHello lists dozens): the usual `0x%04x` is written as
-    // one fixed-size copy rather than through a `memcpy` call.
-    match <&[u8; 6]>::try_from(text.as_bytes()) {
-        Ok(&[a, b, c, d, e, f]) => out.extend_from_slice(&[b'"', a, b, c, d, e, f, b'"']),
-        Err(_) => quoted_plain(out, text.as_bytes()),
+    match c.hex16() {
+        Some(h) => out.extend_from_slice(&[b'"', b'0', b'x', h[0], h[1], h[2], h[3], b'"']),
+        None => c.text().write_quoted_to(out),
     }
 }
 
 fn time(out: &mut Vec<u8>, t: UtcTime) {
-    quoted_plain(out, t.text().as_bytes());
+    t.text().write_quoted_to(out);
 }
 
 fn endpoint(out: &mut Vec<u8>, ep: &Endpoint) {
-    quoted_plain(out, endpoint_text(ep).as_bytes());
+    endpoint_text(ep).write_quoted_to(out);
 }
 
-/// A string made here of characters that need no escaping (hex and decimal digits,
-/// `x.:-[]TZ`).
+/// A string known to need no escaping, between quotes.
+#[inline]
 fn quoted_plain(out: &mut Vec<u8>, s: &[u8]) {
     out.reserve(s.len() + 2);
     out.push(b'"');
@@ -422,26 +544,105 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
-/// A JSON string, escaped as serde_json escapes it.
-fn string(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    // Almost every string needs no escape: one pass to tell (no early exit, so that it
-    // vectorizes), one copy.
-    if !bytes.iter().fold(false, |any, &b| any | needs_escape(b)) {
-        out.extend_from_slice(bytes);
+/// Whether any of the 8 bytes of `x` needs escaping, tested on the whole word at once
+/// (the "has a byte less than n" and "has a zero byte" tricks: exact as yes/no answers,
+/// which is all that is asked here).
+fn word_needs_escape(x: u64) -> bool {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES * 0x80;
+    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v;
+    let control = x.wrapping_sub(ONES * 0x20) & !x;
+    let quote = zero_byte(x ^ (ONES * u64::from(b'"')));
+    let backslash = zero_byte(x ^ (ONES * u64::from(b'\\')));
+    (control | quote | backslash) & HIGH != 0
+}
+
+/// Whether any of 16 bytes needs escaping: a fixed-size loop the compiler turns into a few
+/// SIMD instructions (SSE2 compares and a mask).
+#[inline(always)]
+fn chunk_needs_escape(c: &[u8; 16]) -> bool {
+    c.iter()
+        .fold(0u8, |any, &b| any | u8::from(needs_escape(b)))
+        != 0
+}
+
+/// Whether any byte of `s` needs escaping. Sixteen bytes at a time, the last chunk
+/// overlapping the one before; shorter strings a word at a time (two overlapping words).
+/// A byte-by-byte loop cost about five instructions a byte, and every string is tested.
+#[inline]
+fn any_needs_escape(s: &[u8]) -> bool {
+    let n = s.len();
+    if n >= 16 {
+        let chunk = |i: usize| {
+            let mut c = [0u8; 16];
+            c.copy_from_slice(&s[i..i + 16]);
+            c
+        };
+        let mut any = false;
+        let mut i = 0;
+        while i + 16 <= n {
+            any |= chunk_needs_escape(&chunk(i));
+            i += 16;
+        }
+        any | (i < n && chunk_needs_escape(&chunk(n - 16)))
+    } else if n >= 8 {
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&s[i..i + 8]);
+            u64::from_le_bytes(w)
+        };
+        word_needs_escape(word(0)) | word_needs_escape(word(n - 8))
+    } else if n >= 4 {
+        let half = |i: usize| {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(&s[i..i + 4]);
+            u64::from(u32::from_le_bytes(w))
+        };
+        word_needs_escape(half(0) | half(n - 4) << 32)
     } else {
-        let mut run = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            if !needs_escape(b) {
-                continue;
-            }
+        s.iter().any(|&b| needs_escape(b))
+    }
+}
+
+/// A JSON string, escaped as serde_json escapes it. Inlined (a record has some 25 strings,
+/// and the call cost about as much as the usual string's test and copy); the rare string
+/// that needs escaping goes the slow way.
+#[inline]
+fn string(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    if any_needs_escape(bytes) {
+        escaped(out, bytes);
+    } else {
+        quoted_plain(out, bytes);
+    }
+}
+
+/// A string with bytes to escape. Runs of 16 bytes with none are skipped at once (such a
+/// string is usually a sentence quoting a word or two).
+#[cold]
+#[inline(never)]
+fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    let mut run = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(chunk) = bytes
+            .get(i..i + 16)
+            .and_then(|c| <&[u8; 16]>::try_from(c).ok())
+            && !chunk_needs_escape(chunk)
+        {
+            i += 16;
+            continue;
+        }
+        let b = bytes[i];
+        if needs_escape(b) {
             out.extend_from_slice(&bytes[run..i]);
             run = i + 1;
             escape(out, b);
         }
-        out.extend_from_slice(&bytes[run..]);
+        i += 1;
     }
+    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
 }
 
@@ -667,6 +868,42 @@ mod tests {
     }
 
     #[test]
+    fn a_line_rewritten_after_pairing_is_the_line_of_the_changed_record() {
+        let mut r = full();
+        r.paired_with = None;
+        r.diagnosis = None;
+        let mut line = Vec::new();
+        write_flow(&mut line, &r);
+        line.push(b'\n');
+        let mut paired = r.clone();
+        paired.paired_with = full().paired_with;
+        paired.diagnosis = full().diagnosis;
+        paired.class = "double-wrapped";
+        paired.evidence.push("pod_local_leg:frame_12".into());
+        rewrite_before_tls(&mut line, &paired);
+        let mut expected = serde_json::to_vec(&paired).unwrap();
+        expected.push(b'\n');
+        assert_eq!(
+            String::from_utf8_lossy(&line),
+            String::from_utf8_lossy(&expected)
+        );
+        // A record without TLS ends in `"tls":null`.
+        r.tls = None;
+        paired.tls = None;
+        line.clear();
+        write_flow(&mut line, &r);
+        rewrite_before_tls(&mut line, &paired);
+        let expected = serde_json::to_vec(&paired).unwrap();
+        assert_eq!(line, expected);
+        // A line that is not a record's is written anew.
+        line = b"{}\n".to_vec();
+        rewrite_before_tls(&mut line, &paired);
+        let mut expected = serde_json::to_vec(&paired).unwrap();
+        expected.push(b'\n');
+        assert_eq!(line, expected);
+    }
+
+    #[test]
     fn empty_and_null_fields_are_written_as_serde_writes_them() {
         let mut r = full();
         r.capture = String::new();
@@ -728,10 +965,32 @@ mod tests {
     }
 
     #[test]
+    fn the_chunked_test_finds_every_byte_to_escape() {
+        for n in 0..40 {
+            let clean = vec![b'a'; n];
+            assert!(!any_needs_escape(&clean));
+            let high = vec![0xffu8; n];
+            assert!(!any_needs_escape(&high));
+            for i in 0..n {
+                for b in 0..=255u8 {
+                    let mut s = clean.clone();
+                    s[i] = b;
+                    assert_eq!(any_needs_escape(&s), needs_escape(b), "{n} {i} {b}");
+                    let mut s = high.clone();
+                    s[i] = b;
+                    assert_eq!(any_needs_escape(&s), needs_escape(b), "{n} {i} {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn strings_are_escaped_as_serde_escapes_them() {
         let mut cases: Vec<String> = (0u8..0x80).map(|b| char::from(b).to_string()).collect();
         cases.extend(["", "plain", "\"", "a\\", "\u{7f}", "x\u{1}y\u{1f}z"].map(String::from));
         cases.push(hostile());
+        let long = |sep: &str| format!("{}{sep}{}{sep}", "x".repeat(40), "y".repeat(33));
+        cases.extend(["\"", "\\", "\n", "\u{1}", "é"].map(long));
         for s in cases {
             let mut mine = Vec::new();
             string(&mut mine, &s);

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::analyzers::tls::cert::CertSummary;
-use crate::analyzers::tls::names;
+use crate::analyzers::tls::{TlsFacts, names};
 use crate::analyzers::{ConnAnalyzer, plain};
 use crate::capture::Timestamp;
 use crate::classify::pairing::{self, LegView, Link};
@@ -285,38 +285,109 @@ fn anomalies(flow: &Flow<ConnAnalyzer>, client: Dir) -> Vec<Anomaly> {
     out
 }
 
-fn tls_record(flow: &Flow<ConnAnalyzer>, client: Dir) -> Option<TlsRecord> {
+/// What the TLS record needs from the analyzer beyond its facts (read before the facts
+/// are taken out of it).
+struct TlsExtra {
+    preamble: Option<String>,
+    resumed_by: Option<&'static str>,
+}
+
+/// The analyzer-level parts of the TLS record, or `None` when the flow has no TLS.
+fn tls_extra(flow: &Flow<ConnAnalyzer>, client: Dir) -> Option<TlsExtra> {
     let tls = &flow.handler().tls;
     if !tls.is_tls() {
         return None;
     }
-    let f = tls.facts();
-    let ch = f.client_hello.as_ref();
-    let sh = f.server_hello.as_ref().or(f.hello_retry.as_ref());
-    let hexes = |v: &[u16]| v.iter().map(|&x| CodePoint::new(x)).collect::<Vec<_>>();
     let preamble_dir = [client, client.rev()]
         .into_iter()
         .find(|&d| tls.preamble(d) > 0);
     let preamble = preamble_dir.map(|_| {
-        let (c, s) = (
-            flow.handler().head(client),
-            flow.handler().head(client.rev()),
-        );
+        let (c, s) = (flow.handler().head(client), flow.handler().head(client.rev()));
         if c.starts_with(b"CONNECT ") {
             "http-connect".to_string()
         } else {
             plain::detect(c, s).unwrap_or("unknown").to_string()
         }
     });
+    Some(TlsExtra {
+        preamble,
+        resumed_by: tls.resumption(),
+    })
+}
+
+/// A copy of the facts a TLS record is made of, for a flow that goes on (`--early`).
+fn copy_facts(f: &TlsFacts) -> TlsFacts {
+    TlsFacts {
+        client_dir: f.client_dir,
+        server_dir: f.server_dir,
+        client_hello: f.client_hello.clone(),
+        client_hellos: f.client_hellos,
+        client_hello_frame: f.client_hello_frame,
+        server_hello: f.server_hello.clone(),
+        hello_retry: f.hello_retry.clone(),
+        alerts: f.alerts.clone(),
+        certificate_request: f.certificate_request,
+        client_certificates: f.client_certificates,
+        client_certificate_chain: f.client_certificate_chain.clone(),
+        server_certificates: f.server_certificates.clone(),
+        server_certificate_count: f.server_certificate_count,
+        server_full_handshake: f.server_full_handshake,
+        session_ticket_issued: f.session_ticket_issued,
+        change_cipher_spec: f.change_cipher_spec,
+        encrypted_alerts: f.encrypted_alerts,
+        app_data_records: f.app_data_records,
+        malformed: f.malformed,
+        desyncs: f.desyncs,
+    }
+}
+
+/// The TLS record, made of the flow's facts: names, lists and certificate chains are
+/// moved into it, not copied (the flow is done with them).
+fn tls_record(f: TlsFacts, client: Dir, extra: TlsExtra) -> TlsRecord {
+    let TlsFacts {
+        mut client_hello,
+        client_hellos,
+        client_hello_frame,
+        mut server_hello,
+        hello_retry,
+        alerts,
+        certificate_request,
+        client_certificates,
+        client_certificate_chain,
+        server_certificates,
+        server_certificate_count,
+        encrypted_alerts,
+        app_data_records,
+        ..
+    } = f;
+    let TlsExtra {
+        preamble,
+        resumed_by,
+    } = extra;
+    let hexes = |v: &[u16]| v.iter().map(|&x| CodePoint::new(x)).collect::<Vec<_>>();
     let per = |v: [u64; 2]| PerSide {
         client: v[client.idx()],
         server: v[client.rev().idx()],
     };
-    Some(TlsRecord {
-        sni: ch.and_then(|c| c.sni.first().cloned()),
-        sni_all: ch.map(|c| c.sni.clone()).unwrap_or_default(),
-        alpn_offered: ch.and_then(|c| c.alpn.clone()),
-        alpn_selected: f.server_hello.as_ref().and_then(|s| s.alpn.clone()),
+    // Owned parts first; the rest reads the hellos. Only the final ServerHello's ALPN is
+    // reported; version and cipher come from it or, failing that, the HelloRetryRequest.
+    let sni_all = client_hello
+        .as_mut()
+        .map(|c| std::mem::take(&mut c.sni))
+        .unwrap_or_default();
+    let alpn_offered = client_hello.as_mut().and_then(|c| c.alpn.take());
+    let ja4 = client_hello
+        .as_mut()
+        .filter(|c| !c.sslv2)
+        .map(|c| std::mem::take(&mut c.ja4));
+    let alpn_selected = server_hello.as_mut().and_then(|s| s.alpn.take());
+    let ch = client_hello.as_ref();
+    let sh = server_hello.as_ref().or(hello_retry.as_ref());
+    TlsRecord {
+        sni: sni_all.first().cloned(),
+        sni_all,
+        alpn_offered,
+        alpn_selected,
         client_hello_version: ch.map(|c| CodePoint::new(c.legacy_version)),
         supported_versions_offered: ch.and_then(|c| c.supported_versions.as_deref().map(hexes)),
         version: sh.map(|s| CodePoint::new(s.version)),
@@ -334,8 +405,7 @@ fn tls_record(flow: &Flow<ConnAnalyzer>, client: Dir) -> Option<TlsRecord> {
         ciphers_offered: ch.map(|c| hexes(&c.ciphers)).unwrap_or_default(),
         groups_offered: ch.map(|c| hexes(&c.groups)).unwrap_or_default(),
         key_share_groups: ch.map(|c| hexes(&c.key_share_groups)).unwrap_or_default(),
-        alerts: f
-            .alerts
+        alerts: alerts
             .iter()
             .map(|a| AlertRecord {
                 from: side(client, a.dir),
@@ -345,28 +415,28 @@ fn tls_record(flow: &Flow<ConnAnalyzer>, client: Dir) -> Option<TlsRecord> {
                 frame: a.frame,
             })
             .collect(),
-        encrypted_alerts: per(f.encrypted_alerts.map(u64::from)),
-        certificate_request: f.certificate_request,
-        client_certificate: f.client_certificates.is_some(),
-        client_certificate_count: f.client_certificates,
-        client_certificates: f.client_certificate_chain.clone(),
-        server_certificate: f.server_certificate_count.is_some(),
-        server_certificate_count: f.server_certificate_count,
-        server_certificates: f.server_certificates.clone(),
-        resumed: tls.resumption().is_some(),
-        resumed_by: tls.resumption(),
-        hello_retry_request: f.hello_retry.is_some(),
+        encrypted_alerts: per(encrypted_alerts.map(u64::from)),
+        certificate_request,
+        client_certificate: client_certificates.is_some(),
+        client_certificate_count: client_certificates,
+        client_certificates: client_certificate_chain,
+        server_certificate: server_certificate_count.is_some(),
+        server_certificate_count,
+        server_certificates,
+        resumed: resumed_by.is_some(),
+        resumed_by,
+        hello_retry_request: hello_retry.is_some(),
         ech_offered: ch.is_some_and(|c| c.ech),
         resumption_offered: ch
             .is_some_and(|c| !c.session_id.is_empty() || c.session_ticket || c.psk),
         early_data_offered: ch.is_some_and(|c| c.early_data),
         sslv2: ch.is_some_and(|c| c.sslv2) || sh.is_some_and(|s| s.sslv2),
-        ja4: ch.filter(|c| !c.sslv2).map(|c| c.ja4.clone()),
-        client_hellos: f.client_hellos,
-        client_hello_frame: f.client_hello_frame,
+        ja4,
+        client_hellos,
+        client_hello_frame,
         preamble,
-        app_data_records: per(f.app_data_records),
-    })
+        app_data_records: per(app_data_records),
+    }
 }
 
 fn end_name(end: Option<EndReason>) -> &'static str {
@@ -379,12 +449,49 @@ fn end_name(end: Option<EndReason>) -> &'static str {
     }
 }
 
-/// Builds the record of a finished flow.
-pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> FlowRecord {
+/// Builds the record of a flow that goes on (an early record, `--early`): its TLS facts
+/// are copied.
+pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> Box<FlowRecord> {
+    let (r, tls) = record_but_tls(flow, capture);
+    let mut r = Box::new(r);
+    if let Some((extra, client)) = tls {
+        r.tls = Some(tls_record(
+            copy_facts(flow.handler().tls.facts()),
+            client,
+            extra,
+        ));
+    }
+    r
+}
+
+/// Builds the record of a finished flow. The flow is consumed: its server names, ALPN
+/// lists, JA4 and certificate chains move into the record instead of being copied.
+///
+/// The record is boxed as soon as it is made (it travels boxed to the printer) and the
+/// TLS part written into the box: a record is about 1.5 KB, and each move of it by value
+/// is a `memcpy` of that size.
+pub fn finished_record(flow: Flow<ConnAnalyzer>, capture: &str) -> Box<FlowRecord> {
+    let (r, tls) = record_but_tls(&flow, capture);
+    let mut r = Box::new(r);
+    if let Some((extra, client)) = tls {
+        // Moved out of the flow's body, the rest of the flow dropped with it.
+        let facts = flow.body.handler.tls.into_facts();
+        r.tls = Some(tls_record(facts, client, extra));
+    }
+    r
+}
+
+/// The record of a flow without its TLS facts, and what the TLS record needs besides
+/// them (when the flow has TLS).
+fn record_but_tls(
+    flow: &Flow<ConnAnalyzer>,
+    capture: &str,
+) -> (FlowRecord, Option<(TlsExtra, Dir)>) {
     let roles = classify::roles(flow);
     let c = roles.client;
-    let verdict = classify::judge(&Facts::of(flow, roles));
-    let tls = tls_record(flow, c);
+    let facts = Facts::of(flow, roles);
+    let verdict = classify::judge(&facts);
+    let tls = tls_extra(flow, c);
     let any_payload = flow.half.iter().any(|h| h.bytes > 0);
     // A cleartext request answered with TLS still spoke its cleartext protocol.
     let app_protocol = if tls.is_some() && verdict.class != Class::Plaintext {
@@ -392,10 +499,8 @@ pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> FlowRecord {
     } else if !any_payload {
         None
     } else {
-        Some(
-            plain::detect(flow.handler().head(c), flow.handler().head(c.rev()))
-                .unwrap_or("unknown"),
-        )
+        // The heads the judge read: what it detected, if it asked.
+        Some(facts.protocol().unwrap_or("unknown"))
     };
     let (hc, hs) = (&flow.half[c.idx()], &flow.half[c.rev().idx()]);
     let http = matches!(app_protocol, Some("http/1.x")).then(|| {
@@ -407,7 +512,7 @@ pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> FlowRecord {
             status: h.status,
         }
     });
-    FlowRecord {
+    let record = FlowRecord {
         kind: "flow",
         capture: capture.to_string(),
         client: flow.sender(c),
@@ -438,8 +543,9 @@ pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> FlowRecord {
         mesh: verdict.mesh,
         http,
         paired_with: None,
-        tls,
-    }
+        tls: None,
+    };
+    (record, tls.map(|t| (t, c)))
 }
 
 fn class_of(name: &str) -> Class {

@@ -21,6 +21,27 @@ pub fn decimal(v: u64) -> StackText<20> {
     t
 }
 
+/// `00`, `01`, ... `99`: decimal digits two at a time.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
+/// `00`, `01`, ... `ff`: lowercase hex digits of a byte, two at a time.
+const HEX_PAIRS: [u8; 512] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [0; 512];
+    let mut i = 0;
+    while i < 256 {
+        t[2 * i] = HEX[i >> 4];
+        t[2 * i + 1] = HEX[i & 0xf];
+        i += 1;
+    }
+    t
+};
+
 /// Text of at most `N` bytes, built on the stack.
 #[derive(Clone, Copy)]
 pub struct StackText<const N: usize> {
@@ -41,32 +62,42 @@ impl<const N: usize> StackText<N> {
         self.len += 1;
     }
 
-    /// Appends `v` in decimal.
+    /// Appends `v` in decimal: the digit count first, then the digits from the right, two
+    /// at a time from a table (an endpoint has five numbers, a record a dozen more).
     fn push_decimal(&mut self, v: u64) {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
+        let n = v.checked_ilog10().unwrap_or(0) as usize + 1;
+        self.len += n;
+        let mut i = self.len;
         let mut v = v;
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
+        while v >= 100 {
+            let r = (v % 100) as usize * 2;
+            v /= 100;
+            i -= 2;
+            self.buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[r..r + 2]);
         }
-        for &d in &digits[i..] {
-            self.push(d);
+        if v >= 10 {
+            let r = v as usize * 2;
+            self.buf[i - 2..i].copy_from_slice(&DIGIT_PAIRS[r..r + 2]);
+        } else {
+            self.buf[i - 1] = b'0' + v as u8;
         }
     }
 
-    /// Appends `v` in decimal, zero-padded to `width` digits (`v` must fit in them).
-    fn push_padded(&mut self, v: u64, width: usize) {
-        let mut v = v;
-        for i in (0..width).rev() {
-            self.buf[self.len + i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-        self.len += width;
+    /// Appends the text to `out`: the whole buffer as one fixed-size copy (no `memcpy`
+    /// call for a few bytes), then cut back to the text's length.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let end = out.len() + self.len;
+        out.extend_from_slice(&self.buf);
+        out.truncate(end);
+    }
+
+    /// Appends the text between double quotes (the text needs no escaping: digits, hex,
+    /// `x.:-[]TZ`).
+    pub fn write_quoted_to(&self, out: &mut Vec<u8>) {
+        out.reserve(N + 2);
+        out.push(b'"');
+        self.write_to(out);
+        out.push(b'"');
     }
 
     /// The text's bytes (ASCII, but for an IPv6 endpoint's: still UTF-8).
@@ -115,6 +146,24 @@ impl CodePoint {
         CodePoint { value, digits: 6 }
     }
 
+    /// The four hex digits of the usual `0x%04x` form (a 16-bit code point); `None` for the
+    /// longer SSL 2.0 form. Lets the JSON writer copy a code point as one fixed-size write.
+    pub fn hex16(self) -> Option<[u8; 4]> {
+        if self.digits != 4 || self.value > 0xffff {
+            return None;
+        }
+        let (hi, lo) = (
+            (self.value >> 8) as usize & 0xff,
+            self.value as usize & 0xff,
+        );
+        Some([
+            HEX_PAIRS[2 * hi],
+            HEX_PAIRS[2 * hi + 1],
+            HEX_PAIRS[2 * lo],
+            HEX_PAIRS[2 * lo + 1],
+        ])
+    }
+
     /// Its text: `0x` and the hex digits (`0x%04x`, or `0x%06x` for SSL 2.0 kinds).
     pub fn text(self) -> StackText<10> {
         const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -159,27 +208,30 @@ impl UtcTime {
     pub fn text(self) -> StackText<27> {
         let ns = self.nanos();
         let secs = ns.div_euclid(1_000_000_000);
-        let micros = ns.rem_euclid(1_000_000_000) / 1000;
-        let (days, tod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let micros = (ns.rem_euclid(1_000_000_000) / 1000) as usize;
+        let (days, tod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as usize);
         let (y, m, d) = crate::capture::civil_from_days(days);
-        // Every part is non-negative and fits its width (see above).
-        let part = |v: i64| v.unsigned_abs();
-        let mut t = StackText::new();
-        t.push_padded(part(y), 4);
-        t.push(b'-');
-        t.push_padded(part(m), 2);
-        t.push(b'-');
-        t.push_padded(part(d), 2);
-        t.push(b'T');
-        t.push_padded(part(tod / 3600), 2);
-        t.push(b':');
-        t.push_padded(part(tod % 3600 / 60), 2);
-        t.push(b':');
-        t.push_padded(part(tod % 60), 2);
-        t.push(b'.');
-        t.push_padded(part(micros), 6);
-        t.push(b'Z');
-        t
+        // Every part is non-negative and fits its width (see above), so each is written
+        // as digit pairs at fixed places of a template: two records' times are a sixth
+        // of the digits a record writes.
+        let mut buf = *b"0000-00-00T00:00:00.000000Z";
+        let mut pair = |at: usize, v: usize| {
+            let i = v % 100 * 2;
+            buf[at] = DIGIT_PAIRS[i];
+            buf[at + 1] = DIGIT_PAIRS[i + 1];
+        };
+        let y = y.unsigned_abs() as usize;
+        pair(0, y / 100);
+        pair(2, y);
+        pair(5, m.unsigned_abs() as usize);
+        pair(8, d.unsigned_abs() as usize);
+        pair(11, tod / 3600);
+        pair(14, tod % 3600 / 60);
+        pair(17, tod % 60);
+        pair(20, micros / 10_000);
+        pair(22, micros / 100);
+        pair(24, micros);
+        StackText { buf, len: 27 }
     }
 }
 
@@ -203,12 +255,20 @@ pub fn endpoint_text(ep: &Endpoint) -> StackText<ENDPOINT_MAX> {
     let mut t = StackText::new();
     match ep.ip {
         IpAddr::V4(a) => {
-            let [a, b, c, d] = a.octets();
-            for (i, o) in [a, b, c, d].into_iter().enumerate() {
+            // Octets are most of the endpoints a record writes: each is 1 to 3 digits
+            // from the pair table, without the general number path.
+            for (i, o) in a.octets().into_iter().enumerate() {
                 if i > 0 {
                     t.push(b'.');
                 }
-                t.push_decimal(u64::from(o));
+                let o = usize::from(o);
+                if o >= 100 {
+                    t.push(b'0' + (o / 100) as u8);
+                }
+                if o >= 10 {
+                    t.push(DIGIT_PAIRS[o % 100 * 2]);
+                }
+                t.push(DIGIT_PAIRS[o % 100 * 2 + 1]);
             }
         }
         IpAddr::V6(a) => {
