@@ -27,9 +27,14 @@ const HTTP_METHODS: [&[u8]; 9] = [
 ];
 
 /// The first line of `b` is an HTTP/1.x request.
+///
+/// The method is checked first: it rules out most heads (a TLS record, another
+/// protocol) without looking for the end of the line in up to [`HEAD_MAX`] bytes.
 pub fn is_http_request(b: &[u8]) -> bool {
-    let line = b.split(|&c| c == b'\n').next().unwrap_or_default();
-    HTTP_METHODS.iter().any(|m| b.starts_with(m)) && contains_ci(line, b" HTTP/1.")
+    HTTP_METHODS.iter().any(|m| b.starts_with(m)) && {
+        let line = b.split(|&c| c == b'\n').next().unwrap_or_default();
+        contains_ci(line, b" HTTP/1.")
+    }
 }
 
 /// HTTP/2 connection preface (prior knowledge).
@@ -121,17 +126,16 @@ fn first_line(b: &[u8]) -> &[u8] {
     &b[..end]
 }
 
+/// At most `max` bytes of `b`, each printable ASCII character kept and any other byte
+/// shown as `?`: one byte of text per byte, so the string is allocated once, exactly.
 fn printable(b: &[u8], max: usize) -> String {
-    b.iter()
+    let ascii: Vec<u8> = b
+        .iter()
         .take(max)
-        .map(|&c| {
-            if (0x21..0x7f).contains(&c) {
-                c as char
-            } else {
-                '?'
-            }
-        })
-        .collect()
+        .map(|&c| if (0x21..0x7f).contains(&c) { c } else { b'?' })
+        .collect();
+    // Printable ASCII and `?` only: always UTF-8.
+    String::from_utf8(ascii).unwrap_or_default()
 }
 
 /// Reads the request line and Host of `client`, and the status of `server`.

@@ -141,36 +141,56 @@ fn text(b: &[u8]) -> String {
 }
 
 /// Parses a ClientHello handshake body (without the 4-byte handshake header).
+///
+/// The fixed part is read here with the same checks as tls-parser's
+/// `parse_tls_handshake_client_hello` (session id of at most 32 bytes, an even cipher
+/// list, an extension block only when whole, trailing bytes ignored): tls-parser would
+/// allocate a vector for the ciphers and one for the compression methods of every hello,
+/// only for them to be copied. Every list kept is counted before it is filled, so each
+/// is allocated once and at its exact size.
 pub fn parse_client_hello(body: &[u8]) -> Option<ClientHello> {
-    let (_, ch) = tls_parser::parse_tls_handshake_client_hello(body).ok()?;
+    let mut r = Reader(body);
+    let legacy_version = r.u16()?;
+    r.take(32)?;
+    let session_id = r.vec8().filter(|sid| sid.len() <= 32)?;
+    let ciphers = r.vec16().filter(|c| c.len() % 2 == 0)?;
+    r.vec8()?;
+    let ext_block = r.vec16().unwrap_or_default();
     let mut out = ClientHello {
-        legacy_version: ch.version.0,
-        ciphers: ch.ciphers.iter().map(|c| c.0).collect(),
-        session_id: ch.session_id.unwrap_or_default().to_vec(),
+        legacy_version,
+        ciphers: Reader::u16s(ciphers),
+        session_id: session_id.to_vec(),
+        extensions: Vec::with_capacity(extensions(ext_block).count()),
         ..ClientHello::default()
     };
-    for (t, b) in extensions(ch.ext.unwrap_or_default()) {
+    for (t, b) in extensions(ext_block) {
         out.extensions.push(t);
         let mut r = Reader(b);
         match t {
             ext::SERVER_NAME => {
                 if let Some(list) = r.vec16() {
-                    let mut l = Reader(list);
-                    while let (Some(kind), Some(name)) = (l.u8(), l.vec16()) {
-                        if kind == 0 {
-                            out.sni.push(text(name));
-                        }
-                    }
+                    let names = || {
+                        let mut l = Reader(list);
+                        std::iter::from_fn(move || match (l.u8(), l.vec16()) {
+                            (Some(kind), Some(name)) => Some((kind, name)),
+                            _ => None,
+                        })
+                        .filter(|&(kind, _)| kind == 0)
+                    };
+                    out.sni.reserve_exact(names().count());
+                    out.sni.extend(names().map(|(_, name)| text(name)));
                 }
             }
             ext::ALPN => {
-                let mut protos = Vec::new();
-                if let Some(list) = r.vec16() {
-                    let mut l = Reader(list);
-                    while let Some(p) = l.vec8() {
-                        protos.push(text(p));
-                    }
-                }
+                let protos = r.vec16().map_or_else(Vec::new, |list| {
+                    let protos = || {
+                        let mut l = Reader(list);
+                        std::iter::from_fn(move || l.vec8())
+                    };
+                    let mut v = Vec::with_capacity(protos().count());
+                    v.extend(protos().map(text));
+                    v
+                });
                 out.alpn = Some(protos);
             }
             ext::SUPPORTED_VERSIONS => out.supported_versions = r.vec8().map(Reader::u16s),
@@ -180,10 +200,15 @@ pub fn parse_client_hello(body: &[u8]) -> Option<ClientHello> {
             }
             ext::KEY_SHARE | ext::KEY_SHARE_DRAFT => {
                 if let Some(list) = r.vec16() {
-                    let mut l = Reader(list);
-                    while let (Some(g), Some(_)) = (l.u16(), l.vec16()) {
-                        out.key_share_groups.push(g);
-                    }
+                    let groups = || {
+                        let mut l = Reader(list);
+                        std::iter::from_fn(move || match (l.u16(), l.vec16()) {
+                            (Some(g), Some(_)) => Some(g),
+                            _ => None,
+                        })
+                    };
+                    out.key_share_groups.reserve_exact(groups().count());
+                    out.key_share_groups.extend(groups());
                 }
             }
             ext::SESSION_TICKET => out.session_ticket = !b.is_empty(),

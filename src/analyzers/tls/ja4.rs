@@ -98,7 +98,10 @@ const MEMO_ENTRIES: usize = 64;
 const MEMO_MAX_KEY: usize = 1024;
 
 thread_local! {
-    static MEMO: RefCell<Memo<u16, String>> = RefCell::new(Memo::new(MEMO_ENTRIES, MEMO_MAX_KEY));
+    /// The memo, and a vector [`memo_key`] writes keys into (so that a lookup allocates
+    /// nothing: the memo copies a key only when it remembers it).
+    static MEMO: RefCell<(Memo<u16, String>, Vec<u16>)> =
+        RefCell::new((Memo::new(MEMO_ENTRIES, MEMO_MAX_KEY), Vec::new()));
 }
 
 /// [`ja4`], remembered per thread for the last ClientHello shapes seen (in a mesh
@@ -111,43 +114,37 @@ pub fn ja4_cached(input: &Ja4Input<'_>) -> String {
     if len > MEMO_MAX_KEY {
         return ja4(input);
     }
-    let key = memo_key(input);
-    MEMO.with_borrow_mut(|memo| memo.get(&key, || ja4(input)))
+    MEMO.with_borrow_mut(|(memo, key)| {
+        key.clear();
+        memo_key(input, key);
+        memo.get(key, || ja4(input))
+    })
 }
 
 /// Everything [`ja4`] reads from `input`, as one sequence that two inputs share only
 /// if they have the same fingerprint inputs (each list is prefixed with its length,
-/// and each optional one with whether it is present).
-fn memo_key(input: &Ja4Input<'_>) -> Vec<u16> {
-    fn list(key: &mut Vec<u16>, values: impl ExactSizeIterator<Item = u16>) {
+/// and each optional one with whether it is present), appended to `key`.
+fn memo_key(input: &Ja4Input<'_>, key: &mut Vec<u16>) {
+    fn list(key: &mut Vec<u16>, values: &[u16]) {
         key.push(values.len() as u16);
-        key.extend(values);
+        key.extend_from_slice(values);
     }
     let transport = u32::from(input.transport);
-    let mut key = vec![
+    key.extend_from_slice(&[
         (transport >> 16) as u16,
         transport as u16,
         input.legacy_version,
         u16::from(input.has_sni),
-    ];
-    list(&mut key, input.ciphers.iter().copied());
-    list(&mut key, input.extensions.iter().copied());
-    list(&mut key, input.signature_algorithms.iter().copied());
+    ]);
+    list(key, input.ciphers);
+    list(key, input.extensions);
+    list(key, input.signature_algorithms);
     key.push(u16::from(input.supported_versions.is_some()));
-    list(
-        &mut key,
-        input.supported_versions.unwrap_or_default().iter().copied(),
-    );
+    list(key, input.supported_versions.unwrap_or_default());
     key.push(u16::from(input.first_alpn.is_some()));
-    list(
-        &mut key,
-        input
-            .first_alpn
-            .unwrap_or_default()
-            .iter()
-            .map(|&b| u16::from(b)),
-    );
-    key
+    let alpn = input.first_alpn.unwrap_or_default();
+    key.push(alpn.len() as u16);
+    key.extend(alpn.iter().map(|&b| u16::from(b)));
 }
 
 /// Appends `n` (< 100) as two decimal digits.
@@ -350,7 +347,14 @@ mod tests {
                 assert_eq!(ja4_cached(input), ja4(input));
             }
         }
-        let keys: std::collections::HashSet<_> = inputs.iter().map(memo_key).collect();
+        let keys: std::collections::HashSet<_> = inputs
+            .iter()
+            .map(|input| {
+                let mut key = Vec::new();
+                memo_key(input, &mut key);
+                key
+            })
+            .collect();
         assert_eq!(keys.len(), inputs.len());
     }
 
