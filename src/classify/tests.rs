@@ -204,8 +204,9 @@ fn spiffe_identities_fill_the_mesh_object() {
         key_algorithm: String::new(),
         signature_algorithm: String::new(),
     };
-    c.tls.server_certificates = vec![cert("spiffe://cluster.local/ns/default/sa/reviews")];
-    c.tls.client_certificate_chain = vec![cert("spiffe://cluster.local/ns/default/sa/productpage")];
+    c.tls.server_certificates = vec![cert("spiffe://cluster.local/ns/default/sa/reviews").into()];
+    c.tls.client_certificate_chain =
+        vec![cert("spiffe://cluster.local/ns/default/sa/productpage").into()];
     let m = c.verdict().mesh.unwrap();
     assert_eq!(m.server_identity.unwrap().sa, "reviews");
     assert_eq!(m.client_identity.unwrap().sa, "productpage");

@@ -346,10 +346,18 @@ fn tls_record(flow: &Flow<ConnAnalyzer>, client: Dir) -> Option<TlsRecord> {
         certificate_request: f.certificate_request,
         client_certificate: f.client_certificates.is_some(),
         client_certificate_count: f.client_certificates,
-        client_certificates: f.client_certificate_chain.clone(),
+        client_certificates: f
+            .client_certificate_chain
+            .iter()
+            .map(|c| (**c).clone())
+            .collect(),
         server_certificate: f.server_certificate_count.is_some(),
         server_certificate_count: f.server_certificate_count,
-        server_certificates: f.server_certificates.clone(),
+        server_certificates: f
+            .server_certificates
+            .iter()
+            .map(|c| (**c).clone())
+            .collect(),
         resumed: tls.resumption().is_some(),
         resumed_by: tls.resumption(),
         hello_retry_request: f.hello_retry.is_some(),

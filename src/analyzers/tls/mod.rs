@@ -14,6 +14,8 @@ pub mod ja4;
 mod memo;
 pub mod names;
 
+use std::sync::Arc;
+
 use crate::capture::Timestamp;
 use crate::flow::{Chunk, Ctx, Dir};
 use cert::CertSummary;
@@ -178,10 +180,11 @@ pub struct TlsFacts {
     pub certificate_request: bool,
     /// Certificates in the client's Certificate message, when one was sent (TLS ≤ 1.2).
     pub client_certificates: Option<usize>,
-    /// The client's chain, when visible (TLS ≤ 1.2).
-    pub client_certificate_chain: Vec<CertSummary>,
-    /// The server's chain, when visible (TLS ≤ 1.2).
-    pub server_certificates: Vec<CertSummary>,
+    /// The client's chain, when visible (TLS ≤ 1.2). Summaries are shared with the
+    /// per-thread memo and every other flow that saw the same certificate.
+    pub client_certificate_chain: Vec<Arc<CertSummary>>,
+    /// The server's chain, when visible (TLS ≤ 1.2), shared likewise.
+    pub server_certificates: Vec<Arc<CertSummary>>,
     /// Certificates in the server's Certificate message, if one was seen.
     pub server_certificate_count: Option<usize>,
     /// The server sent ServerKeyExchange or ServerHelloDone (a full TLS ≤ 1.2 handshake).
@@ -752,8 +755,12 @@ impl TlsAnalyzer {
     }
 
     /// A Certificate message (TLS ≤ 1.2 layout), whole or only a prefix of it.
+    ///
+    /// The first [`MAX_CERTS`] entries are kept as slices on the stack and the rest only
+    /// counted: no vector of every entry is built just to take its first few.
     fn certificate(&mut self, dir: Dir, body: &[u8], whole: bool) {
-        let mut certs = Vec::new();
+        let mut first: [&[u8]; MAX_CERTS] = [&[]; MAX_CERTS];
+        let mut count = 0;
         // Entries begun but cut off by the prefix still count as certificates sent.
         let mut cut = 0;
         let ok = body.len() >= 3 && {
@@ -766,7 +773,10 @@ impl TlsAnalyzer {
                     cut = 1;
                     break;
                 };
-                certs.push(der);
+                if let Some(slot) = first.get_mut(count) {
+                    *slot = der;
+                }
+                count += 1;
                 rest = &rest[3 + len..];
             }
             !whole || rest.is_empty()
@@ -775,20 +785,15 @@ impl TlsAnalyzer {
             self.facts.malformed += 1;
             return;
         }
+        let kept = &first[..count.min(MAX_CERTS)];
+        let mut chain = Vec::with_capacity(kept.len());
+        chain.extend(kept.iter().filter_map(|c| cert::summarize_cached(c)));
         if self.is_server_side(dir) {
-            self.facts.server_certificate_count = Some(certs.len() + cut);
-            self.facts.server_certificates = certs
-                .iter()
-                .take(MAX_CERTS)
-                .filter_map(|c| cert::summarize_cached(c))
-                .collect();
+            self.facts.server_certificate_count = Some(count + cut);
+            self.facts.server_certificates = chain;
         } else {
-            self.facts.client_certificates = Some(certs.len() + cut);
-            self.facts.client_certificate_chain = certs
-                .iter()
-                .take(MAX_CERTS)
-                .filter_map(|c| cert::summarize_cached(c))
-                .collect();
+            self.facts.client_certificates = Some(count + cut);
+            self.facts.client_certificate_chain = chain;
         }
     }
 
