@@ -526,18 +526,32 @@ impl TlsAnalyzer {
                 continue;
             }
             if d.buf.len() < 5 {
-                let take = (5 - d.buf.len()).min(data.len());
-                d.buf.extend_from_slice(&data[..take]);
-                data = &data[take..];
-                if d.buf.len() < 5 {
-                    return;
-                }
-                if !valid_header(&d.buf) {
+                // A new record. Its header is read where it lies when the chunk holds
+                // all of it (as usual), else completed in `buf` and copied out: `buf`
+                // only ever holds a header cut by a chunk boundary, or a record whose
+                // body is.
+                let hdr: [u8; 5] = match data {
+                    [a, b, c, e, f, rest @ ..] if d.buf.is_empty() => {
+                        data = rest;
+                        [*a, *b, *c, *e, *f]
+                    }
+                    _ => {
+                        let take = (5 - d.buf.len()).min(data.len());
+                        d.buf.extend_from_slice(&data[..take]);
+                        data = &data[take..];
+                        let [a, b, c, e, f] = d.buf[..] else {
+                            return;
+                        };
+                        d.buf.clear();
+                        [a, b, c, e, f]
+                    }
+                };
+                if !valid_header(&hdr) {
                     self.facts.malformed += 1;
                     self.give_up(dir);
                     return;
                 }
-                let (ctype, len) = (d.buf[0], u16::from_be_bytes([d.buf[3], d.buf[4]]));
+                let (ctype, len) = (hdr[0], u16::from_be_bytes([hdr[3], hdr[4]]));
                 let encrypted = ctype == 23
                     || ctype == 24
                     || (d.encrypted && (ctype == 22 || (ctype == 21 && len != 2)));
@@ -561,24 +575,24 @@ impl TlsAnalyzer {
                         _ => {}
                     }
                     d.skip = u32::from(len);
-                    d.buf.clear();
                     continue;
                 }
+                let len = usize::from(len);
+                if data.len() >= len {
+                    // The whole body is in this chunk: read it where it lies.
+                    let (body, rest) = data.split_at(len);
+                    data = rest;
+                    self.record(dir, ctype, body, ctx);
+                    continue;
+                }
+                // The body is buffered whole, after its header: one allocation of the
+                // record's size, not a doubling series (and no room to spare kept with
+                // the flow).
+                d.buf.reserve_exact(5 + len);
+                d.buf.extend_from_slice(&hdr);
             }
             let need = 5 + usize::from(u16::from_be_bytes([d.buf[3], d.buf[4]]));
-            if d.buf.len() == 5 && data.len() >= need - 5 {
-                // The whole body is in this chunk: read it where it lies.
-                let ctype = d.buf[0];
-                d.buf.clear();
-                let (body, rest) = data.split_at(need - 5);
-                data = rest;
-                self.record(dir, ctype, body, ctx);
-                continue;
-            }
             let take = (need - d.buf.len()).min(data.len());
-            // The body is buffered whole: one allocation of the record's size, not a
-            // doubling series (and no room to spare kept with the flow).
-            d.buf.reserve_exact(need - d.buf.len());
             d.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
             if d.buf.len() < need {
