@@ -366,7 +366,7 @@ fn tls_record(flow: &Flow<ConnAnalyzer>, client: Dir) -> Option<TlsRecord> {
             .is_some_and(|c| !c.session_id.is_empty() || c.session_ticket || c.psk),
         early_data_offered: ch.is_some_and(|c| c.early_data),
         sslv2: ch.is_some_and(|c| c.sslv2) || sh.is_some_and(|s| s.sslv2),
-        ja4: ch.filter(|c| !c.sslv2).map(|c| c.ja4.clone()),
+        ja4: ch.filter(|c| !c.sslv2).map(|c| String::from(&*c.ja4)),
         client_hellos: f.client_hellos,
         client_hello_frame: f.client_hello_frame,
         preamble,

@@ -5,6 +5,8 @@
 //! code point, a post-quantum key share, GREASE) never hides the others. Nothing that
 //! borrows the input escapes this module.
 
+use std::sync::Arc;
+
 use super::ja4::{Ja4Input, ja4_cached};
 
 /// Extension code points this module reads.
@@ -62,8 +64,9 @@ pub struct ClientHello {
     pub ech: bool,
     /// Sent in SSL 2.0 record format.
     pub sslv2: bool,
-    /// JA4 fingerprint.
-    pub ja4: String,
+    /// JA4 fingerprint (shared with the per-thread memo and the flows of the same
+    /// ClientHello shape).
+    pub ja4: Arc<str>,
 }
 
 /// What a ServerHello (or HelloRetryRequest) chose.
@@ -263,6 +266,7 @@ pub fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
         }
     };
     out.version = out.legacy_version;
+    out.extensions = Vec::with_capacity(extensions(ext_block).count());
     for (t, b) in extensions(ext_block) {
         out.extensions.push(t);
         let mut r = Reader(b);

@@ -31,6 +31,7 @@
 //! values the numerically lowest is treated as the highest version.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -97,27 +98,31 @@ const MEMO_ENTRIES: usize = 64;
 /// every time.
 const MEMO_MAX_KEY: usize = 1024;
 
+/// Fingerprints remembered, and the vector keys are written into.
+type MemoAndKey = (Memo<u16, Arc<str>>, Vec<u16>);
+
 thread_local! {
     /// The memo, and a vector [`memo_key`] writes keys into (so that a lookup allocates
     /// nothing: the memo copies a key only when it remembers it).
-    static MEMO: RefCell<(Memo<u16, String>, Vec<u16>)> =
+    static MEMO: RefCell<MemoAndKey> =
         RefCell::new((Memo::new(MEMO_ENTRIES, MEMO_MAX_KEY), Vec::new()));
 }
 
 /// [`ja4`], remembered per thread for the last ClientHello shapes seen (in a mesh
-/// the same few clients make thousands of connections).
-pub fn ja4_cached(input: &Ja4Input<'_>) -> String {
+/// the same few clients make thousands of connections). The fingerprint is shared
+/// with the memo and with the other flows of the same shape, not copied into each.
+pub fn ja4_cached(input: &Ja4Input<'_>) -> Arc<str> {
     let lists = [input.ciphers, input.extensions, input.signature_algorithms];
     let len = lists.iter().map(|l| l.len()).sum::<usize>()
         + input.supported_versions.map_or(0, <[u16]>::len)
         + input.first_alpn.map_or(0, <[u8]>::len);
     if len > MEMO_MAX_KEY {
-        return ja4(input);
+        return ja4(input).into();
     }
     MEMO.with_borrow_mut(|(memo, key)| {
         key.clear();
         memo_key(input, key);
-        memo.get(key, || ja4(input))
+        memo.get(key, || ja4(input).into())
     })
 }
 
@@ -344,7 +349,7 @@ mod tests {
         inputs.push(other);
         for _ in 0..2 {
             for input in &inputs {
-                assert_eq!(ja4_cached(input), ja4(input));
+                assert_eq!(*ja4_cached(input), *ja4(input));
             }
         }
         let keys: std::collections::HashSet<_> = inputs
