@@ -31,6 +31,68 @@ const HRR_RANDOM: [u8; 32] = [
     0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
 ];
 
+/// A legacy session id. TLS allows at most 32 bytes, held inline: every TLS 1.3
+/// ClientHello sends one (for middlebox compatibility), and a separate allocation per
+/// hello for it cost more than the bytes. Only an SSL 2.0 hello can carry a longer one.
+#[derive(Clone, Debug)]
+pub enum SessionId {
+    /// At most 32 bytes: the first `len` of `bytes`.
+    Inline {
+        /// Bytes used.
+        len: u8,
+        /// The id, zero-padded.
+        bytes: [u8; 32],
+    },
+    /// Longer (SSL 2.0 only).
+    Long(Box<[u8]>),
+}
+
+impl SessionId {
+    /// The id `b`.
+    pub fn new(b: &[u8]) -> SessionId {
+        let mut bytes = [0; 32];
+        match bytes.get_mut(..b.len()) {
+            Some(head) => {
+                head.copy_from_slice(b);
+                SessionId::Inline {
+                    len: b.len() as u8,
+                    bytes,
+                }
+            }
+            None => SessionId::Long(b.into()),
+        }
+    }
+
+    /// Its bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            SessionId::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            SessionId::Long(b) => b,
+        }
+    }
+}
+
+impl Default for SessionId {
+    fn default() -> SessionId {
+        SessionId::new(&[])
+    }
+}
+
+impl std::ops::Deref for SessionId {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for SessionId {
+    fn eq(&self, other: &SessionId) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for SessionId {}
+
 /// What a ClientHello offered.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClientHello {
@@ -53,7 +115,7 @@ pub struct ClientHello {
     /// signature_algorithms, in order.
     pub signature_algorithms: Vec<u16>,
     /// Legacy session id (bytes), used to detect TLS 1.2 resumption.
-    pub session_id: Vec<u8>,
+    pub session_id: SessionId,
     /// A non-empty session ticket was presented.
     pub session_ticket: bool,
     /// A pre_shared_key extension was present (TLS 1.3 resumption attempt).
@@ -81,7 +143,7 @@ pub struct ServerHello {
     /// ALPN protocol selected (visible in TLS ≤ 1.2 only).
     pub alpn: Option<String>,
     /// Session id echoed or assigned.
-    pub session_id: Vec<u8>,
+    pub session_id: SessionId,
     /// Extension types, in order.
     pub extensions: Vec<u16>,
     /// Group of the server's key share.
@@ -162,7 +224,7 @@ pub fn parse_client_hello(body: &[u8]) -> Option<ClientHello> {
     let mut out = ClientHello {
         legacy_version,
         ciphers: Reader::u16s(ciphers),
-        session_id: session_id.to_vec(),
+        session_id: SessionId::new(session_id),
         extensions: Vec::with_capacity(extensions(ext_block).count()),
         ..ClientHello::default()
     };
@@ -246,7 +308,7 @@ pub fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
         Ok((_, sh)) => {
             out.legacy_version = sh.version.0;
             out.cipher = sh.cipher.0;
-            out.session_id = sh.session_id.unwrap_or_default().to_vec();
+            out.session_id = SessionId::new(sh.session_id.unwrap_or_default());
             out.hello_retry = sh.random == HRR_RANDOM;
             sh.ext.unwrap_or_default()
         }
@@ -342,7 +404,7 @@ pub fn parse_sslv2_client_hello(rec: &[u8]) -> Option<(ClientHello, usize)> {
         ClientHello {
             legacy_version: version,
             ciphers,
-            session_id: sid.to_vec(),
+            session_id: SessionId::new(sid),
             sslv2: true,
             ..ClientHello::default()
         },
