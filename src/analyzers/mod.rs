@@ -28,17 +28,38 @@ impl ConnAnalyzer {
     }
 }
 
+/// Makes room for `add` more bytes in `head`: doubling, as a Vec would, but never past
+/// [`plain::HEAD_MAX`] (a head lives as long as its flow, and room beyond it would never
+/// be used).
+#[cold]
+fn grow_head(head: &mut Vec<u8>, add: usize) {
+    let want = head.len() + add;
+    let cap = want.max((2 * head.capacity()).min(plain::HEAD_MAX));
+    head.reserve_exact(cap - head.len());
+}
+
 impl StreamHandler for ConnAnalyzer {
+    #[inline]
     fn on_chunk(&mut self, dir: Dir, chunk: Chunk<'_>, ctx: &Ctx) {
         let i = dir.idx();
         if !self.head_done[i] {
             match chunk {
                 Chunk::Data(d) => {
-                    let room = plain::HEAD_MAX - self.heads[i].len();
-                    self.heads[i].extend_from_slice(&d[..d.len().min(room)]);
-                    self.head_done[i] = self.heads[i].len() >= plain::HEAD_MAX;
+                    let head = &mut self.heads[i];
+                    let add = &d[..d.len().min(plain::HEAD_MAX - head.len())];
+                    if head.len() + add.len() > head.capacity() {
+                        grow_head(head, add.len());
+                    }
+                    head.extend_from_slice(add);
+                    self.head_done[i] = head.len() >= plain::HEAD_MAX;
                 }
-                Chunk::Gap(_) => self.head_done[i] = !self.heads[i].is_empty(),
+                Chunk::Gap(_) => {
+                    self.head_done[i] = !self.heads[i].is_empty();
+                    if self.head_done[i] {
+                        // Complete: the room for more is no longer needed.
+                        self.heads[i].shrink_to_fit();
+                    }
+                }
             }
         }
         self.tls.on_chunk(dir, chunk, ctx);

@@ -486,7 +486,7 @@ struct Call {
 type Rule = fn(&Facts<'_>) -> Option<Call>;
 
 fn identities(f: &Facts<'_>) -> (Option<Identity>, Option<Identity>) {
-    let first_spiffe = |chain: &[crate::analyzers::tls::cert::CertSummary]| {
+    let first_spiffe = |chain: &[std::sync::Arc<crate::analyzers::tls::cert::CertSummary>]| {
         chain
             .first()
             .and_then(|c| c.san_uri.iter().find_map(|u| mesh::spiffe(u)))

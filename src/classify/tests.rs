@@ -55,7 +55,7 @@ impl Case {
     fn tls(mut self, sni: &str, alpn: &[&str], version: u16) -> Case {
         self.is_tls = true;
         self.tls.client_dir = Some(Dir::AtoB);
-        self.tls.client_hello = Some(ClientHello {
+        self.tls.client_hello = Some(Box::new(ClientHello {
             legacy_version: 0x0303,
             sni: if sni.is_empty() {
                 vec![]
@@ -66,17 +66,17 @@ impl Case {
             supported_versions: Some(vec![0x0304, 0x0303]),
             ciphers: vec![0x1301, 0x1302, 0x1303],
             ..ClientHello::default()
-        });
+        }));
         self.records.0.push(sig(22, 512, 4));
         self.bytes.0 += 517;
         if version != 0 {
             self.tls.server_dir = Some(Dir::BtoA);
-            self.tls.server_hello = Some(ServerHello {
+            self.tls.server_hello = Some(Box::new(ServerHello {
                 version,
                 legacy_version: 0x0303,
                 cipher: 0x1301,
                 ..ServerHello::default()
-            });
+            }));
             self.records.1.push(sig(22, 90, 6));
             self.bytes.1 += 95;
         }
@@ -205,8 +205,9 @@ fn spiffe_identities_fill_the_mesh_object() {
         key_algorithm: String::new(),
         signature_algorithm: String::new(),
     };
-    c.tls.server_certificates = vec![cert("spiffe://cluster.local/ns/default/sa/reviews")];
-    c.tls.client_certificate_chain = vec![cert("spiffe://cluster.local/ns/default/sa/productpage")];
+    c.tls.server_certificates = vec![cert("spiffe://cluster.local/ns/default/sa/reviews").into()];
+    c.tls.client_certificate_chain =
+        vec![cert("spiffe://cluster.local/ns/default/sa/productpage").into()];
     let m = c.verdict().mesh.unwrap();
     assert_eq!(m.server_identity.unwrap().sa, "reviews");
     assert_eq!(m.client_identity.unwrap().sa, "productpage");

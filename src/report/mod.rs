@@ -302,7 +302,10 @@ fn tls_extra(flow: &Flow<ConnAnalyzer>, client: Dir) -> Option<TlsExtra> {
         .into_iter()
         .find(|&d| tls.preamble(d) > 0);
     let preamble = preamble_dir.map(|_| {
-        let (c, s) = (flow.handler().head(client), flow.handler().head(client.rev()));
+        let (c, s) = (
+            flow.handler().head(client),
+            flow.handler().head(client.rev()),
+        );
         if c.starts_with(b"CONNECT ") {
             "http-connect".to_string()
         } else {
@@ -377,9 +380,9 @@ fn tls_record(f: TlsFacts, client: Dir, extra: TlsExtra) -> TlsRecord {
         .unwrap_or_default();
     let alpn_offered = client_hello.as_mut().and_then(|c| c.alpn.take());
     let ja4 = client_hello
-        .as_mut()
+        .as_ref()
         .filter(|c| !c.sslv2)
-        .map(|c| std::mem::take(&mut c.ja4));
+        .map(|c| String::from(&*c.ja4));
     let alpn_selected = server_hello.as_mut().and_then(|s| s.alpn.take());
     let ch = client_hello.as_ref();
     let sh = server_hello.as_ref().or(hello_retry.as_ref());
@@ -419,10 +422,10 @@ fn tls_record(f: TlsFacts, client: Dir, extra: TlsExtra) -> TlsRecord {
         certificate_request,
         client_certificate: client_certificates.is_some(),
         client_certificate_count: client_certificates,
-        client_certificates: client_certificate_chain,
+        client_certificates: unshare(client_certificate_chain),
         server_certificate: server_certificate_count.is_some(),
         server_certificate_count,
-        server_certificates,
+        server_certificates: unshare(server_certificates),
         resumed: resumed_by.is_some(),
         resumed_by,
         hello_retry_request: hello_retry.is_some(),
@@ -437,6 +440,15 @@ fn tls_record(f: TlsFacts, client: Dir, extra: TlsExtra) -> TlsRecord {
         preamble,
         app_data_records: per(app_data_records),
     }
+}
+
+/// Certificate summaries the analyzers share (with their memo) as owned values: moved
+/// when the flow held the last reference, cloned otherwise.
+fn unshare(chain: Vec<std::sync::Arc<CertSummary>>) -> Vec<CertSummary> {
+    chain
+        .into_iter()
+        .map(|c| std::sync::Arc::try_unwrap(c).unwrap_or_else(|c| (*c).clone()))
+        .collect()
 }
 
 fn end_name(end: Option<EndReason>) -> &'static str {

@@ -17,6 +17,7 @@
 
 use std::cell::RefCell;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use super::memo::Memo;
 use crate::capture::civil_from_days;
@@ -123,14 +124,15 @@ const MEMO_ENTRIES: usize = 64;
 const MEMO_MAX_DER: usize = 8 * 1024;
 
 thread_local! {
-    static MEMO: RefCell<Memo<u8, Option<CertSummary>>> =
+    static MEMO: RefCell<Memo<u8, Option<Arc<CertSummary>>>> =
         RefCell::new(Memo::new(MEMO_ENTRIES, MEMO_MAX_DER));
 }
 
 /// [`summarize`], remembered per thread for the last certificates seen (keyed by
-/// their whole DER).
-pub fn summarize_cached(der: &[u8]) -> Option<CertSummary> {
-    MEMO.with_borrow_mut(|memo| memo.get(der, || summarize(der)))
+/// their whole DER). The summary is shared, not copied: the flows that saw the same
+/// certificate hold the one summary (a dozen strings and lists) instead of a copy each.
+pub fn summarize_cached(der: &[u8]) -> Option<Arc<CertSummary>> {
+    MEMO.with_borrow_mut(|memo| memo.get(der, || summarize(der).map(Arc::new)))
 }
 
 /// OID short name from x509-parser's registry, else dotted notation.
@@ -311,7 +313,7 @@ mod tests {
     fn remembered_summaries_are_the_summaries() {
         for _ in 0..3 {
             for der in [LEAF_EC, CA_RSA, &LEAF_EC[1..]] {
-                assert_eq!(summarize_cached(der), summarize(der));
+                assert_eq!(summarize_cached(der).as_deref(), summarize(der).as_ref());
             }
         }
     }

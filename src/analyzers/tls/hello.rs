@@ -5,6 +5,8 @@
 //! code point, a post-quantum key share, GREASE) never hides the others. Nothing that
 //! borrows the input escapes this module.
 
+use std::sync::Arc;
+
 use super::ja4::{Ja4Input, ja4_cached};
 
 /// Extension code points this module reads.
@@ -29,6 +31,68 @@ const HRR_RANDOM: [u8; 32] = [
     0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
 ];
 
+/// A legacy session id. TLS allows at most 32 bytes, held inline: every TLS 1.3
+/// ClientHello sends one (for middlebox compatibility), and a separate allocation per
+/// hello for it cost more than the bytes. Only an SSL 2.0 hello can carry a longer one.
+#[derive(Clone, Debug)]
+pub enum SessionId {
+    /// At most 32 bytes: the first `len` of `bytes`.
+    Inline {
+        /// Bytes used.
+        len: u8,
+        /// The id, zero-padded.
+        bytes: [u8; 32],
+    },
+    /// Longer (SSL 2.0 only).
+    Long(Box<[u8]>),
+}
+
+impl SessionId {
+    /// The id `b`.
+    pub fn new(b: &[u8]) -> SessionId {
+        let mut bytes = [0; 32];
+        match bytes.get_mut(..b.len()) {
+            Some(head) => {
+                head.copy_from_slice(b);
+                SessionId::Inline {
+                    len: b.len() as u8,
+                    bytes,
+                }
+            }
+            None => SessionId::Long(b.into()),
+        }
+    }
+
+    /// Its bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            SessionId::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            SessionId::Long(b) => b,
+        }
+    }
+}
+
+impl Default for SessionId {
+    fn default() -> SessionId {
+        SessionId::new(&[])
+    }
+}
+
+impl std::ops::Deref for SessionId {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for SessionId {
+    fn eq(&self, other: &SessionId) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for SessionId {}
+
 /// What a ClientHello offered.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClientHello {
@@ -51,7 +115,7 @@ pub struct ClientHello {
     /// signature_algorithms, in order.
     pub signature_algorithms: Vec<u16>,
     /// Legacy session id (bytes), used to detect TLS 1.2 resumption.
-    pub session_id: Vec<u8>,
+    pub session_id: SessionId,
     /// A non-empty session ticket was presented.
     pub session_ticket: bool,
     /// A pre_shared_key extension was present (TLS 1.3 resumption attempt).
@@ -62,8 +126,9 @@ pub struct ClientHello {
     pub ech: bool,
     /// Sent in SSL 2.0 record format.
     pub sslv2: bool,
-    /// JA4 fingerprint.
-    pub ja4: String,
+    /// JA4 fingerprint (shared with the per-thread memo and the flows of the same
+    /// ClientHello shape).
+    pub ja4: Arc<str>,
 }
 
 /// What a ServerHello (or HelloRetryRequest) chose.
@@ -78,7 +143,7 @@ pub struct ServerHello {
     /// ALPN protocol selected (visible in TLS ≤ 1.2 only).
     pub alpn: Option<String>,
     /// Session id echoed or assigned.
-    pub session_id: Vec<u8>,
+    pub session_id: SessionId,
     /// Extension types, in order.
     pub extensions: Vec<u16>,
     /// Group of the server's key share.
@@ -141,36 +206,56 @@ fn text(b: &[u8]) -> String {
 }
 
 /// Parses a ClientHello handshake body (without the 4-byte handshake header).
+///
+/// The fixed part is read here with the same checks as tls-parser's
+/// `parse_tls_handshake_client_hello` (session id of at most 32 bytes, an even cipher
+/// list, an extension block only when whole, trailing bytes ignored): tls-parser would
+/// allocate a vector for the ciphers and one for the compression methods of every hello,
+/// only for them to be copied. Every list kept is counted before it is filled, so each
+/// is allocated once and at its exact size.
 pub fn parse_client_hello(body: &[u8]) -> Option<ClientHello> {
-    let (_, ch) = tls_parser::parse_tls_handshake_client_hello(body).ok()?;
+    let mut r = Reader(body);
+    let legacy_version = r.u16()?;
+    r.take(32)?;
+    let session_id = r.vec8().filter(|sid| sid.len() <= 32)?;
+    let ciphers = r.vec16().filter(|c| c.len() % 2 == 0)?;
+    r.vec8()?;
+    let ext_block = r.vec16().unwrap_or_default();
     let mut out = ClientHello {
-        legacy_version: ch.version.0,
-        ciphers: ch.ciphers.iter().map(|c| c.0).collect(),
-        session_id: ch.session_id.unwrap_or_default().to_vec(),
+        legacy_version,
+        ciphers: Reader::u16s(ciphers),
+        session_id: SessionId::new(session_id),
+        extensions: Vec::with_capacity(extensions(ext_block).count()),
         ..ClientHello::default()
     };
-    for (t, b) in extensions(ch.ext.unwrap_or_default()) {
+    for (t, b) in extensions(ext_block) {
         out.extensions.push(t);
         let mut r = Reader(b);
         match t {
             ext::SERVER_NAME => {
                 if let Some(list) = r.vec16() {
-                    let mut l = Reader(list);
-                    while let (Some(kind), Some(name)) = (l.u8(), l.vec16()) {
-                        if kind == 0 {
-                            out.sni.push(text(name));
-                        }
-                    }
+                    let names = || {
+                        let mut l = Reader(list);
+                        std::iter::from_fn(move || match (l.u8(), l.vec16()) {
+                            (Some(kind), Some(name)) => Some((kind, name)),
+                            _ => None,
+                        })
+                        .filter(|&(kind, _)| kind == 0)
+                    };
+                    out.sni.reserve_exact(names().count());
+                    out.sni.extend(names().map(|(_, name)| text(name)));
                 }
             }
             ext::ALPN => {
-                let mut protos = Vec::new();
-                if let Some(list) = r.vec16() {
-                    let mut l = Reader(list);
-                    while let Some(p) = l.vec8() {
-                        protos.push(text(p));
-                    }
-                }
+                let protos = r.vec16().map_or_else(Vec::new, |list| {
+                    let protos = || {
+                        let mut l = Reader(list);
+                        std::iter::from_fn(move || l.vec8())
+                    };
+                    let mut v = Vec::with_capacity(protos().count());
+                    v.extend(protos().map(text));
+                    v
+                });
                 out.alpn = Some(protos);
             }
             ext::SUPPORTED_VERSIONS => out.supported_versions = r.vec8().map(Reader::u16s),
@@ -180,10 +265,15 @@ pub fn parse_client_hello(body: &[u8]) -> Option<ClientHello> {
             }
             ext::KEY_SHARE | ext::KEY_SHARE_DRAFT => {
                 if let Some(list) = r.vec16() {
-                    let mut l = Reader(list);
-                    while let (Some(g), Some(_)) = (l.u16(), l.vec16()) {
-                        out.key_share_groups.push(g);
-                    }
+                    let groups = || {
+                        let mut l = Reader(list);
+                        std::iter::from_fn(move || match (l.u16(), l.vec16()) {
+                            (Some(g), Some(_)) => Some(g),
+                            _ => None,
+                        })
+                    };
+                    out.key_share_groups.reserve_exact(groups().count());
+                    out.key_share_groups.extend(groups());
                 }
             }
             ext::SESSION_TICKET => out.session_ticket = !b.is_empty(),
@@ -218,7 +308,7 @@ pub fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
         Ok((_, sh)) => {
             out.legacy_version = sh.version.0;
             out.cipher = sh.cipher.0;
-            out.session_id = sh.session_id.unwrap_or_default().to_vec();
+            out.session_id = SessionId::new(sh.session_id.unwrap_or_default());
             out.hello_retry = sh.random == HRR_RANDOM;
             sh.ext.unwrap_or_default()
         }
@@ -238,6 +328,7 @@ pub fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
         }
     };
     out.version = out.legacy_version;
+    out.extensions = Vec::with_capacity(extensions(ext_block).count());
     for (t, b) in extensions(ext_block) {
         out.extensions.push(t);
         let mut r = Reader(b);
@@ -313,7 +404,7 @@ pub fn parse_sslv2_client_hello(rec: &[u8]) -> Option<(ClientHello, usize)> {
         ClientHello {
             legacy_version: version,
             ciphers,
-            session_id: sid.to_vec(),
+            session_id: SessionId::new(sid),
             sslv2: true,
             ..ClientHello::default()
         },

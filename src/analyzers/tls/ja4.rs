@@ -31,6 +31,7 @@
 //! values the numerically lowest is treated as the highest version.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -97,57 +98,58 @@ const MEMO_ENTRIES: usize = 64;
 /// every time.
 const MEMO_MAX_KEY: usize = 1024;
 
+/// Fingerprints remembered, and the vector keys are written into.
+type MemoAndKey = (Memo<u16, Arc<str>>, Vec<u16>);
+
 thread_local! {
-    static MEMO: RefCell<Memo<u16, String>> = RefCell::new(Memo::new(MEMO_ENTRIES, MEMO_MAX_KEY));
+    /// The memo, and a vector [`memo_key`] writes keys into (so that a lookup allocates
+    /// nothing: the memo copies a key only when it remembers it).
+    static MEMO: RefCell<MemoAndKey> =
+        RefCell::new((Memo::new(MEMO_ENTRIES, MEMO_MAX_KEY), Vec::new()));
 }
 
 /// [`ja4`], remembered per thread for the last ClientHello shapes seen (in a mesh
-/// the same few clients make thousands of connections).
-pub fn ja4_cached(input: &Ja4Input<'_>) -> String {
+/// the same few clients make thousands of connections). The fingerprint is shared
+/// with the memo and with the other flows of the same shape, not copied into each.
+pub fn ja4_cached(input: &Ja4Input<'_>) -> Arc<str> {
     let lists = [input.ciphers, input.extensions, input.signature_algorithms];
     let len = lists.iter().map(|l| l.len()).sum::<usize>()
         + input.supported_versions.map_or(0, <[u16]>::len)
         + input.first_alpn.map_or(0, <[u8]>::len);
     if len > MEMO_MAX_KEY {
-        return ja4(input);
+        return ja4(input).into();
     }
-    let key = memo_key(input);
-    MEMO.with_borrow_mut(|memo| memo.get(&key, || ja4(input)))
+    MEMO.with_borrow_mut(|(memo, key)| {
+        key.clear();
+        memo_key(input, key);
+        memo.get(key, || ja4(input).into())
+    })
 }
 
 /// Everything [`ja4`] reads from `input`, as one sequence that two inputs share only
 /// if they have the same fingerprint inputs (each list is prefixed with its length,
-/// and each optional one with whether it is present).
-fn memo_key(input: &Ja4Input<'_>) -> Vec<u16> {
-    fn list(key: &mut Vec<u16>, values: impl ExactSizeIterator<Item = u16>) {
+/// and each optional one with whether it is present), appended to `key`.
+fn memo_key(input: &Ja4Input<'_>, key: &mut Vec<u16>) {
+    fn list(key: &mut Vec<u16>, values: &[u16]) {
         key.push(values.len() as u16);
-        key.extend(values);
+        key.extend_from_slice(values);
     }
     let transport = u32::from(input.transport);
-    let mut key = vec![
+    key.extend_from_slice(&[
         (transport >> 16) as u16,
         transport as u16,
         input.legacy_version,
         u16::from(input.has_sni),
-    ];
-    list(&mut key, input.ciphers.iter().copied());
-    list(&mut key, input.extensions.iter().copied());
-    list(&mut key, input.signature_algorithms.iter().copied());
+    ]);
+    list(key, input.ciphers);
+    list(key, input.extensions);
+    list(key, input.signature_algorithms);
     key.push(u16::from(input.supported_versions.is_some()));
-    list(
-        &mut key,
-        input.supported_versions.unwrap_or_default().iter().copied(),
-    );
+    list(key, input.supported_versions.unwrap_or_default());
     key.push(u16::from(input.first_alpn.is_some()));
-    list(
-        &mut key,
-        input
-            .first_alpn
-            .unwrap_or_default()
-            .iter()
-            .map(|&b| u16::from(b)),
-    );
-    key
+    let alpn = input.first_alpn.unwrap_or_default();
+    key.push(alpn.len() as u16);
+    key.extend(alpn.iter().map(|&b| u16::from(b)));
 }
 
 /// Appends `n` (< 100) as two decimal digits.
@@ -347,10 +349,17 @@ mod tests {
         inputs.push(other);
         for _ in 0..2 {
             for input in &inputs {
-                assert_eq!(ja4_cached(input), ja4(input));
+                assert_eq!(*ja4_cached(input), *ja4(input));
             }
         }
-        let keys: std::collections::HashSet<_> = inputs.iter().map(memo_key).collect();
+        let keys: std::collections::HashSet<_> = inputs
+            .iter()
+            .map(|input| {
+                let mut key = Vec::new();
+                memo_key(input, &mut key);
+                key
+            })
+            .collect();
         assert_eq!(keys.len(), inputs.len());
     }
 

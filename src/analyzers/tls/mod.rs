@@ -14,6 +14,8 @@ pub mod ja4;
 mod memo;
 pub mod names;
 
+use std::sync::Arc;
+
 use crate::capture::Timestamp;
 use crate::flow::{Chunk, Ctx, Dir};
 use cert::CertSummary;
@@ -83,10 +85,10 @@ struct DirState {
     buf: Vec<u8>,
     /// Handshake bytes not yet forming a whole message.
     hs: Vec<u8>,
-    /// Bytes of an encrypted record body still to pass over.
-    skip: usize,
-    /// Bytes of an oversized handshake message still to pass over.
-    hs_skip: usize,
+    /// Bytes of an encrypted record body still to pass over (at most a record).
+    skip: u32,
+    /// Bytes of an oversized handshake message still to pass over (less than 2^24).
+    hs_skip: u32,
     /// Handshake records in this direction are encrypted from here on.
     encrypted: bool,
     /// Bytes before the first TLS record (a STARTTLS or CONNECT preamble).
@@ -97,16 +99,17 @@ struct DirState {
     /// the last gap).
     buf_start: u64,
     /// Bytes of the sniffed window seen (at most [`SNIFF_MAX`]).
-    window: usize,
+    window: u32,
     /// Window bytes already searched for a hello (so each byte is searched once).
-    scanned: usize,
+    scanned: u32,
     /// The window starts like an SSL 2.0 ClientHello: `buf` holds all of it until the
     /// record is complete.
     sslv2_hello: bool,
-    /// Records seen.
-    records: u64,
-    /// Records seen after encryption started.
-    encrypted_records: u64,
+    /// Records seen (only ever compared with 0; saturates).
+    records: u32,
+    /// Records seen after encryption started (only compared with [`MAX_RECORD_SIGS`];
+    /// saturates).
+    encrypted_records: u32,
     /// The first record headers.
     sigs: Vec<RecordSig>,
 }
@@ -131,9 +134,30 @@ impl DirState {
             sigs: Vec::new(),
         }
     }
+
+    /// From here on, handshake records of this direction are encrypted: what is left to
+    /// read are record headers (bodies are passed over) and the odd small plaintext
+    /// alert, so a record buffer grown for the handshake is freed now rather than kept
+    /// for as long as the flow stays open.
+    fn start_encryption(&mut self) {
+        self.encrypted = true;
+        self.release_buf();
+    }
+
+    /// Frees the record buffer when it is empty and larger than [`SMALL_BUF`] in an
+    /// encrypted direction.
+    fn release_buf(&mut self) {
+        if self.encrypted && self.buf.is_empty() && self.buf.capacity() > SMALL_BUF {
+            self.buf = Vec::new();
+        }
+    }
 }
 
 /// Facts the TLS analyzer found in one connection.
+///
+/// They live inside every open flow, so the hellos (a few hundred bytes, and absent from
+/// flows that are not TLS or whose handshake was not captured) are boxed: the flow holds
+/// a pointer until a hello is actually seen.
 #[derive(Debug, Default)]
 pub struct TlsFacts {
     /// Direction that sent the ClientHello.
@@ -141,25 +165,26 @@ pub struct TlsFacts {
     /// Direction that sent the ServerHello.
     pub server_dir: Option<Dir>,
     /// The first ClientHello.
-    pub client_hello: Option<ClientHello>,
+    pub client_hello: Option<Box<ClientHello>>,
     /// ClientHellos seen (2 after a HelloRetryRequest).
     pub client_hellos: u32,
     /// Frame of the first ClientHello's last byte.
     pub client_hello_frame: Option<u64>,
     /// The final ServerHello.
-    pub server_hello: Option<ServerHello>,
+    pub server_hello: Option<Box<ServerHello>>,
     /// A HelloRetryRequest.
-    pub hello_retry: Option<ServerHello>,
+    pub hello_retry: Option<Box<ServerHello>>,
     /// Plaintext alerts.
     pub alerts: Vec<Alert>,
     /// The server asked for a client certificate.
     pub certificate_request: bool,
     /// Certificates in the client's Certificate message, when one was sent (TLS ≤ 1.2).
     pub client_certificates: Option<usize>,
-    /// The client's chain, when visible (TLS ≤ 1.2).
-    pub client_certificate_chain: Vec<CertSummary>,
-    /// The server's chain, when visible (TLS ≤ 1.2).
-    pub server_certificates: Vec<CertSummary>,
+    /// The client's chain, when visible (TLS ≤ 1.2). Summaries are shared with the
+    /// per-thread memo and every other flow that saw the same certificate.
+    pub client_certificate_chain: Vec<Arc<CertSummary>>,
+    /// The server's chain, when visible (TLS ≤ 1.2), shared likewise.
+    pub server_certificates: Vec<Arc<CertSummary>>,
     /// Certificates in the server's Certificate message, if one was seen.
     pub server_certificate_count: Option<usize>,
     /// The server sent ServerKeyExchange or ServerHelloDone (a full TLS ≤ 1.2 handshake).
@@ -193,6 +218,10 @@ impl Default for TlsAnalyzer {
         }
     }
 }
+
+/// Capacity an empty record buffer may keep: enough for a record header cut by a chunk
+/// boundary, or a ChangeCipherSpec or plaintext alert record.
+const SMALL_BUF: usize = 16;
 
 /// Whether `h` is a plausible record header (type, version, length).
 fn valid_header(h: &[u8]) -> bool {
@@ -313,23 +342,24 @@ impl TlsAnalyzer {
                 d.scanned = 0;
                 d.sslv2_hello = false;
             }
-            Mode::Tls if d.skip as u64 >= n => d.skip -= n as usize,
+            Mode::Tls if u64::from(d.skip) >= n => d.skip -= n as u32,
             Mode::Tls => {
                 // Bytes of the current record are lost; drop it, and find the next header.
-                let mut n = n - d.skip as u64;
+                let mut n = n - u64::from(d.skip);
                 d.skip = 0;
                 if d.buf.len() >= 5 {
                     let need =
                         5 + usize::from(u16::from_be_bytes([d.buf[3], d.buf[4]])) - d.buf.len();
                     if (need as u64) > n {
-                        d.skip = need - n as usize;
+                        d.skip = (need - n as usize) as u32;
                         n = 0;
                     } else {
                         n -= need as u64;
                     }
                 }
                 d.buf.clear();
-                d.hs.clear();
+                d.release_buf();
+                d.hs = Vec::new();
                 if n > 0 {
                     d.mode = Mode::Resync;
                 }
@@ -351,12 +381,12 @@ impl TlsAnalyzer {
         if d.window == 0 {
             d.buf_start = d.offset;
         }
-        let data = &data[..data.len().min(SNIFF_MAX - d.window)];
+        let data = &data[..data.len().min(SNIFF_MAX - d.window as usize)];
         // The window is `w = [earlier bytes] + data`, `old` and `n` bytes long; `d.buf`
         // holds its bytes `keep..old`.
-        let old = d.window;
+        let old = d.window as usize;
         let n = old + data.len();
-        d.window = n;
+        d.window = n as u32;
         if d.buf_start == 0
             && (d.sslv2_hello || old < PROBE_LEN)
             && self.sniff_sslv2(dir, data, ctx)
@@ -385,7 +415,7 @@ impl TlsAnalyzer {
         if !at_start {
             // Candidates in `carry`, then in `data`; each is decided, or pending until
             // more bytes come.
-            let in_carry = (d.scanned - keep..carry.len())
+            let in_carry = (d.scanned as usize - keep..carry.len())
                 .filter(|&j| probe[j] == 0x16)
                 .map(|j| (keep + j, hello_record_at(&probe[j..])));
             let in_data =
@@ -403,7 +433,7 @@ impl TlsAnalyzer {
                     }
                 }
             }
-            d.scanned = pending.unwrap_or(n);
+            d.scanned = pending.unwrap_or(n) as u32;
             if found.is_none() && pending.is_none() && n >= SNIFF_MAX {
                 self.give_up(dir);
                 return;
@@ -424,7 +454,7 @@ impl TlsAnalyzer {
                 // Keep what is still undecided: the window's start while it is shorter
                 // than PROBE_LEN, else from the pending candidate (fewer than PROBE_LEN
                 // bytes, or it would be decided).
-                let new_keep = if n < PROBE_LEN { 0 } else { d.scanned };
+                let new_keep = if n < PROBE_LEN { 0 } else { d.scanned as usize };
                 if new_keep < old {
                     carry.drain(..new_keep - keep);
                     carry.extend_from_slice(data);
@@ -456,7 +486,7 @@ impl TlsAnalyzer {
                 Some((ch, used)) => {
                     self.client_hello(dir, ch, ctx);
                     let d = &mut self.dirs[dir.idx()];
-                    d.records += 1;
+                    d.records = d.records.saturating_add(1);
                     d.mode = Mode::Tls;
                     d.sslv2_hello = false;
                     self.feed(dir, &buf[used.min(buf.len())..], ctx);
@@ -473,8 +503,11 @@ impl TlsAnalyzer {
             window.extend_from_slice(data);
             if let Some(sh) = hello::parse_sslv2_server_hello(&window) {
                 self.facts.server_dir = Some(dir);
-                self.facts.server_hello.get_or_insert(sh);
-                self.dirs[dir.idx()].records += 1;
+                if self.facts.server_hello.is_none() {
+                    self.facts.server_hello = Some(Box::new(sh));
+                }
+                let d = &mut self.dirs[dir.idx()];
+                d.records = d.records.saturating_add(1);
             }
             self.give_up(dir);
             return true;
@@ -487,30 +520,44 @@ impl TlsAnalyzer {
         while !data.is_empty() && self.dirs[dir.idx()].mode == Mode::Tls {
             let d = &mut self.dirs[dir.idx()];
             if d.skip > 0 {
-                let n = d.skip.min(data.len());
-                d.skip -= n;
+                let n = (d.skip as usize).min(data.len());
+                d.skip -= n as u32;
                 data = &data[n..];
                 continue;
             }
             if d.buf.len() < 5 {
-                let take = (5 - d.buf.len()).min(data.len());
-                d.buf.extend_from_slice(&data[..take]);
-                data = &data[take..];
-                if d.buf.len() < 5 {
-                    return;
-                }
-                if !valid_header(&d.buf) {
+                // A new record. Its header is read where it lies when the chunk holds
+                // all of it (as usual), else completed in `buf` and copied out: `buf`
+                // only ever holds a header cut by a chunk boundary, or a record whose
+                // body is.
+                let hdr: [u8; 5] = match data {
+                    [a, b, c, e, f, rest @ ..] if d.buf.is_empty() => {
+                        data = rest;
+                        [*a, *b, *c, *e, *f]
+                    }
+                    _ => {
+                        let take = (5 - d.buf.len()).min(data.len());
+                        d.buf.extend_from_slice(&data[..take]);
+                        data = &data[take..];
+                        let [a, b, c, e, f] = d.buf[..] else {
+                            return;
+                        };
+                        d.buf.clear();
+                        [a, b, c, e, f]
+                    }
+                };
+                if !valid_header(&hdr) {
                     self.facts.malformed += 1;
                     self.give_up(dir);
                     return;
                 }
-                let (ctype, len) = (d.buf[0], u16::from_be_bytes([d.buf[3], d.buf[4]]));
+                let (ctype, len) = (hdr[0], u16::from_be_bytes([hdr[3], hdr[4]]));
                 let encrypted = ctype == 23
                     || ctype == 24
                     || (d.encrypted && (ctype == 22 || (ctype == 21 && len != 2)));
-                d.records += 1;
+                d.records = d.records.saturating_add(1);
                 if d.encrypted {
-                    d.encrypted_records += 1;
+                    d.encrypted_records = d.encrypted_records.saturating_add(1);
                 }
                 if d.sigs.len() < MAX_RECORD_SIGS {
                     d.sigs.push(RecordSig {
@@ -527,21 +574,24 @@ impl TlsAnalyzer {
                         21 => self.facts.encrypted_alerts[dir.idx()] += 1,
                         _ => {}
                     }
-                    d.skip = usize::from(len);
-                    d.buf.clear();
+                    d.skip = u32::from(len);
                     continue;
                 }
+                let len = usize::from(len);
+                if data.len() >= len {
+                    // The whole body is in this chunk: read it where it lies.
+                    let (body, rest) = data.split_at(len);
+                    data = rest;
+                    self.record(dir, ctype, body, ctx);
+                    continue;
+                }
+                // The body is buffered whole, after its header: one allocation of the
+                // record's size, not a doubling series (and no room to spare kept with
+                // the flow).
+                d.buf.reserve_exact(5 + len);
+                d.buf.extend_from_slice(&hdr);
             }
             let need = 5 + usize::from(u16::from_be_bytes([d.buf[3], d.buf[4]]));
-            if d.buf.len() == 5 && data.len() >= need - 5 {
-                // The whole body is in this chunk: read it where it lies.
-                let ctype = d.buf[0];
-                d.buf.clear();
-                let (body, rest) = data.split_at(need - 5);
-                data = rest;
-                self.record(dir, ctype, body, ctx);
-                continue;
-            }
             let take = (need - d.buf.len()).min(data.len());
             d.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
@@ -554,6 +604,7 @@ impl TlsAnalyzer {
             if d.buf.is_empty() {
                 d.buf = record;
                 d.buf.clear();
+                d.release_buf();
             }
         }
     }
@@ -573,7 +624,7 @@ impl TlsAnalyzer {
                         .as_ref()
                         .is_some_and(|sh| sh.version == 0x0304 || sh.version >> 8 == 0x7f);
                 if !tls13 {
-                    self.dirs[dir.idx()].encrypted = true;
+                    self.dirs[dir.idx()].start_encryption();
                 }
             }
             21 => {
@@ -588,8 +639,8 @@ impl TlsAnalyzer {
             }
             22 => {
                 let d = &mut self.dirs[dir.idx()];
-                let passed = d.hs_skip.min(body.len());
-                d.hs_skip -= passed;
+                let passed = (d.hs_skip as usize).min(body.len());
+                d.hs_skip -= passed as u32;
                 let body = &body[passed..];
                 if d.hs.is_empty() {
                     // The usual case: messages are read where they lie, only an
@@ -600,7 +651,11 @@ impl TlsAnalyzer {
                 } else {
                     d.hs.extend_from_slice(body);
                     let mut hs = std::mem::take(&mut d.hs);
-                    if let Some(at) = self.handshake_messages(dir, &hs, ctx) {
+                    // Kept only while it holds the start of a message (else dropped here,
+                    // with its capacity).
+                    if let Some(at) = self.handshake_messages(dir, &hs, ctx)
+                        && at < hs.len()
+                    {
                         hs.drain(..at);
                         self.dirs[dir.idx()].hs = hs;
                     }
@@ -627,7 +682,7 @@ impl TlsAnalyzer {
             if len > MAX_HANDSHAKE_MSG {
                 if kind != 11 {
                     self.facts.malformed += 1;
-                    self.dirs[dir.idx()].encrypted = true;
+                    self.dirs[dir.idx()].start_encryption();
                     return None;
                 }
                 if have < CERT_PREFIX {
@@ -635,7 +690,8 @@ impl TlsAnalyzer {
                 }
                 // An oversized chain: read the certificates in the prefix, pass over the rest.
                 self.certificate(dir, &hs[at + 4..], false);
-                self.dirs[dir.idx()].hs_skip = len - have;
+                // `len` has 24 bits.
+                self.dirs[dir.idx()].hs_skip = (len - have) as u32;
                 return None;
             }
             if have < len {
@@ -655,7 +711,7 @@ impl TlsAnalyzer {
         self.facts.client_hellos += 1;
         self.facts.client_dir.get_or_insert(dir);
         if self.facts.client_hello.is_none() {
-            self.facts.client_hello = Some(ch);
+            self.facts.client_hello = Some(Box::new(ch));
             self.facts.client_hello_frame = Some(ctx.frame);
         }
     }
@@ -688,16 +744,18 @@ impl TlsAnalyzer {
                 };
                 self.facts.server_dir.get_or_insert(dir);
                 if sh.hello_retry {
-                    self.facts.hello_retry.get_or_insert(sh);
+                    if self.facts.hello_retry.is_none() {
+                        self.facts.hello_retry = Some(Box::new(sh));
+                    }
                 } else {
                     let tls13 =
                         sh.version == 0x0304 || sh.version >> 8 == 0x7f || sh.version >> 8 == 0x7e;
                     if self.facts.server_hello.is_none() {
-                        self.facts.server_hello = Some(sh);
+                        self.facts.server_hello = Some(Box::new(sh));
                     }
                     if tls13 {
                         for d in &mut self.dirs {
-                            d.encrypted = true;
+                            d.start_encryption();
                         }
                     }
                 }
@@ -711,8 +769,12 @@ impl TlsAnalyzer {
     }
 
     /// A Certificate message (TLS ≤ 1.2 layout), whole or only a prefix of it.
+    ///
+    /// The first [`MAX_CERTS`] entries are kept as slices on the stack and the rest only
+    /// counted: no vector of every entry is built just to take its first few.
     fn certificate(&mut self, dir: Dir, body: &[u8], whole: bool) {
-        let mut certs = Vec::new();
+        let mut first: [&[u8]; MAX_CERTS] = [&[]; MAX_CERTS];
+        let mut count = 0;
         // Entries begun but cut off by the prefix still count as certificates sent.
         let mut cut = 0;
         let ok = body.len() >= 3 && {
@@ -725,7 +787,10 @@ impl TlsAnalyzer {
                     cut = 1;
                     break;
                 };
-                certs.push(der);
+                if let Some(slot) = first.get_mut(count) {
+                    *slot = der;
+                }
+                count += 1;
                 rest = &rest[3 + len..];
             }
             !whole || rest.is_empty()
@@ -734,20 +799,15 @@ impl TlsAnalyzer {
             self.facts.malformed += 1;
             return;
         }
+        let kept = &first[..count.min(MAX_CERTS)];
+        let mut chain = Vec::with_capacity(kept.len());
+        chain.extend(kept.iter().filter_map(|c| cert::summarize_cached(c)));
         if self.is_server_side(dir) {
-            self.facts.server_certificate_count = Some(certs.len() + cut);
-            self.facts.server_certificates = certs
-                .iter()
-                .take(MAX_CERTS)
-                .filter_map(|c| cert::summarize_cached(c))
-                .collect();
+            self.facts.server_certificate_count = Some(count + cut);
+            self.facts.server_certificates = chain;
         } else {
-            self.facts.client_certificates = Some(certs.len() + cut);
-            self.facts.client_certificate_chain = certs
-                .iter()
-                .take(MAX_CERTS)
-                .filter_map(|c| cert::summarize_cached(c))
-                .collect();
+            self.facts.client_certificates = Some(count + cut);
+            self.facts.client_certificate_chain = chain;
         }
     }
 
