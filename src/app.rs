@@ -68,6 +68,8 @@ use crate::report::{self, Drops, FlowRecord, SCHEMA_VERSION, Summary};
 
 /// Segments per batch sent to a worker.
 const BATCH: usize = 512;
+/// Groups of written records on their way back to a worker.
+const RETURN_DEPTH: usize = 64;
 /// Batches in flight per worker.
 const CHANNEL_DEPTH: usize = 8;
 /// Messages in flight from the workers to the printer.
@@ -246,6 +248,42 @@ struct Out {
     /// channel, the merger's queue, the pairer's map and the printer's list.
     record: Box<FlowRecord>,
     line: Option<Vec<u8>>,
+    /// The shard that made it: once written, it goes back there to be freed (a free
+    /// where the memory was allocated is far cheaper than one from another thread) and
+    /// its line buffer reused.
+    shard: usize,
+}
+
+/// Records written, returned to the shard that made them.
+struct Returns {
+    /// Per shard: where to send them (none with one thread: they are freed in place).
+    to: Vec<SyncSender<Vec<Out>>>,
+    held: Vec<Vec<Out>>,
+}
+
+impl Returns {
+    /// Records go back in groups of this many.
+    const GROUP: usize = 64;
+
+    fn new(to: Vec<SyncSender<Vec<Out>>>) -> Returns {
+        Returns {
+            held: to.iter().map(|_| Vec::new()).collect(),
+            to,
+        }
+    }
+
+    fn give_back(&mut self, o: Out) {
+        let Some(tx) = self.to.get(o.shard) else {
+            return;
+        };
+        let held = &mut self.held[o.shard];
+        held.push(o);
+        if held.len() >= Self::GROUP {
+            // A shard that does not keep up frees nothing here: the group is dropped
+            // (freed from this thread) rather than waited for.
+            let _ = tx.try_send(std::mem::take(held));
+        }
+    }
 }
 
 /// From a worker to the printer.
@@ -272,12 +310,53 @@ struct Shard<'n> {
     table: FlowTable<ConnAnalyzer>,
     name: &'n str,
     early: bool,
+    out: Outbox,
+}
+
+/// Records a shard has decided and not yet sent, with their JSON lines.
+struct Outbox {
+    index: usize,
     jsonl: bool,
-    out: Vec<Out>,
+    records: Vec<Out>,
+    /// Line buffers of records the printer has written, to serialize new ones into.
+    lines: Vec<Vec<u8>>,
+}
+
+impl Outbox {
+    /// Line buffers kept for reuse.
+    const LINES: usize = 256;
+
+    /// Adds a record (and its JSON line, for JSON Lines).
+    fn push(&mut self, decided: Decided, record: Box<FlowRecord>) {
+        let line = self.jsonl.then(|| {
+            let mut v = self.lines.pop().unwrap_or_else(|| Vec::with_capacity(2048));
+            report::json::write_flow(&mut v, &record);
+            v.push(b'\n');
+            v
+        });
+        self.records.push(Out {
+            decided,
+            record,
+            line,
+            shard: self.index,
+        });
+    }
+
+    /// Takes back records the printer has written: frees them here, keeps line buffers.
+    fn recycle(&mut self, spent: Vec<Out>) {
+        for o in spent {
+            if let Some(mut line) = o.line
+                && self.lines.len() < Self::LINES
+            {
+                line.clear();
+                self.lines.push(line);
+            }
+        }
+    }
 }
 
 impl<'n> Shard<'n> {
-    fn new(cfg: &Config, shards: usize, name: &'n str) -> Shard<'n> {
+    fn new(cfg: &Config, shards: usize, index: usize, name: &'n str) -> Shard<'n> {
         let table = TableConfig {
             max_flows: cfg.table.max_flows.div_ceil(shards).max(1),
             ..cfg.table
@@ -286,28 +365,13 @@ impl<'n> Shard<'n> {
             table: FlowTable::new(table),
             name,
             early: cfg.early,
-            jsonl: cfg.format == Format::Jsonl,
-            out: Vec::new(),
+            out: Outbox {
+                index,
+                jsonl: cfg.format == Format::Jsonl,
+                records: Vec::new(),
+                lines: Vec::new(),
+            },
         }
-    }
-
-    fn push(&mut self, decided: Decided, record: Box<FlowRecord>) {
-        Self::push_to(&mut self.out, self.jsonl, decided, record);
-    }
-
-    /// Adds a record (and its JSON line, for JSON Lines) to `out`.
-    fn push_to(out: &mut Vec<Out>, jsonl: bool, decided: Decided, record: Box<FlowRecord>) {
-        let line = jsonl.then(|| {
-            let mut v = Vec::with_capacity(2048);
-            report::json::write_flow(&mut v, &record);
-            v.push(b'\n');
-            v
-        });
-        out.push(Out {
-            decided,
-            record,
-            line,
-        });
     }
 
     fn segment(
@@ -335,7 +399,7 @@ impl<'n> Shard<'n> {
             .flatten();
         self.collect();
         if let Some(r) = early {
-            self.push(Decided::at_packet(clock, frame), r);
+            self.out.push(Decided::at_packet(clock, frame), r);
         }
     }
 
@@ -347,18 +411,16 @@ impl<'n> Shard<'n> {
     /// Turns the flows the table finished into records. Runs after every segment, so the
     /// usual case, nothing finished, costs only a look at the table's list.
     fn collect(&mut self) {
-        let (name, jsonl, out) = (self.name, self.jsonl, &mut self.out);
+        let (name, out) = (self.name, &mut self.out);
         for f in self.table.take_finished() {
-            let r = report::finished_record(f.flow, name);
-            Self::push_to(out, jsonl, f.decided, r);
+            out.push(f.decided, report::finished_record(f.flow, name));
         }
     }
 
     fn finish(&mut self) -> ShardStats {
-        let (name, jsonl, out) = (self.name, self.jsonl, &mut self.out);
+        let (name, out) = (self.name, &mut self.out);
         for f in self.table.finish_all() {
-            let r = report::finished_record(f.flow, name);
-            Self::push_to(out, jsonl, f.decided, r);
+            out.push(f.decided, report::finished_record(f.flow, name));
         }
         ShardStats {
             evicted: self.table.evicted(),
@@ -484,7 +546,7 @@ impl<K: FnMut(ToPrinter) -> bool> Reader<'_, '_, K> {
             shard.advance(self.clock);
             let msg = ToPrinter::Progress {
                 shard: 0,
-                records: std::mem::take(&mut shard.out),
+                records: std::mem::take(&mut shard.out.records),
                 upto: Decided::watermark(self.clock, self.frames),
             };
             self.hung_up |= !(self.sink)(msg);
@@ -509,7 +571,7 @@ impl<K: FnMut(ToPrinter) -> bool> Reader<'_, '_, K> {
             let stats = shard.finish();
             (self.sink)(ToPrinter::Progress {
                 shard: 0,
-                records: std::mem::take(&mut shard.out),
+                records: std::mem::take(&mut shard.out.records),
                 upto: Decided::END,
             });
             (self.sink)(ToPrinter::Done { stats });
@@ -518,15 +580,25 @@ impl<K: FnMut(ToPrinter) -> bool> Reader<'_, '_, K> {
     }
 }
 
-/// One shard worker: owns a flow table; reports records with watermarks.
-fn worker(
-    rx: Receiver<Batch>,
-    tx: SyncSender<ToPrinter>,
+/// A worker's channels.
+struct WorkerChannels {
+    /// Segments to analyze.
+    batches: Receiver<Batch>,
+    /// Records and watermarks.
+    to_printer: SyncSender<ToPrinter>,
+    /// Emptied batches, back to the reader.
     spent: SyncSender<Batch>,
-    mut shard: Shard<'_>,
-    index: usize,
-) {
-    for mut batch in rx {
+    /// Records the printer has written, back to be freed here.
+    returned: Receiver<Vec<Out>>,
+}
+
+/// One shard worker: owns a flow table; reports records with watermarks.
+fn worker(ch: WorkerChannels, mut shard: Shard<'_>) {
+    let index = shard.out.index;
+    for mut batch in ch.batches {
+        while let Ok(spent) = ch.returned.try_recv() {
+            shard.out.recycle(spent);
+        }
         for m in &batch.segs {
             let start = m.start as usize;
             let (src, dst) = m.key.endpoints(m.src_is_lo);
@@ -545,24 +617,24 @@ fn worker(
         shard.advance(batch.clock);
         let msg = ToPrinter::Progress {
             shard: index,
-            records: std::mem::take(&mut shard.out),
+            records: std::mem::take(&mut shard.out.records),
             upto: Decided::watermark(batch.clock, batch.frame),
         };
-        if tx.send(msg).is_err() {
+        if ch.to_printer.send(msg).is_err() {
             return;
         }
         // Hand the buffers back for reuse (fresh ones would be page-faulted in anew).
         batch.segs.clear();
         batch.data.clear();
-        let _ = spent.try_send(batch);
+        let _ = ch.spent.try_send(batch);
     }
     let stats = shard.finish();
-    let _ = tx.send(ToPrinter::Progress {
+    let _ = ch.to_printer.send(ToPrinter::Progress {
         shard: index,
-        records: std::mem::take(&mut shard.out),
+        records: std::mem::take(&mut shard.out.records),
         upto: Decided::END,
     });
-    let _ = tx.send(ToPrinter::Done { stats });
+    let _ = ch.to_printer.send(ToPrinter::Done { stats });
 }
 
 /// Merges the workers' records by decision and writes them.
@@ -1379,7 +1451,7 @@ fn pipeline(
         batches: (0..senders.len()).map(|_| Batch::default()).collect(),
         spent,
         shards: senders.len().max(1),
-        inline: senders.is_empty().then(|| Shard::new(cfg, 1, name)),
+        inline: senders.is_empty().then(|| Shard::new(cfg, 1, 0, name)),
         senders,
         sink: (),
         counts: ReadCounts::default(),
@@ -1398,16 +1470,27 @@ fn pipeline(
             let (to_printer, from_workers) = sync_channel::<ToPrinter>(RECORD_CHANNEL_DEPTH);
             let mut senders = Vec::new();
             let (spent_tx, spent_rx) = sync_channel::<Batch>(2 * n * CHANNEL_DEPTH);
+            let mut returns = Vec::new();
             for i in 0..n {
                 let (tx, rx) = sync_channel::<Batch>(CHANNEL_DEPTH);
-                let shard = Shard::new(cfg, n, name);
+                let (back_tx, back_rx) = sync_channel::<Vec<Out>>(RETURN_DEPTH);
+                // Shards are numbered by the threads that started, so that a record's
+                // shard number finds its way back.
+                let shard = Shard::new(cfg, n, senders.len(), name);
                 let tp = to_printer.clone();
                 let spent = spent_tx.clone();
+                let channels = WorkerChannels {
+                    batches: rx,
+                    to_printer: tp,
+                    spent,
+                    returned: back_rx,
+                };
                 let spawned = std::thread::Builder::new()
                     .name(format!("shard-{i}"))
-                    .spawn_scoped(scope, move || worker(rx, tp, spent, shard, i));
+                    .spawn_scoped(scope, move || worker(channels, shard));
                 if spawned.is_ok() {
                     senders.push(tx);
+                    returns.push(back_tx);
                 }
             }
             drop(to_printer);
@@ -1421,7 +1504,7 @@ fn pipeline(
                 .name("reader".into())
                 .spawn_scoped(scope, move || read_source(source, reader));
             let printed = match &reading {
-                Ok(_) => print(from_workers, shards, name, printer),
+                Ok(_) => print(from_workers, Returns::new(returns), shards, name, printer),
                 Err(_) => Ok((empty_summary(name), ShardStats::default())),
             };
             if printed.is_err() {
@@ -1447,7 +1530,7 @@ fn pipeline(
             Ok((empty_summary(name), ShardStats::default())),
         );
     };
-    let mut state = PrintState::new(1, name);
+    let mut state = PrintState::new(1, name, Returns::new(Vec::new()));
     let mut failed: Option<io::Error> = None;
     let read = {
         let sink = |msg: ToPrinter| -> bool {
@@ -1571,10 +1654,11 @@ struct PrintState {
     stats: ShardStats,
     shards: usize,
     done: usize,
+    returns: Returns,
 }
 
 impl PrintState {
-    fn new(shards: usize, name: &str) -> PrintState {
+    fn new(shards: usize, name: &str, returns: Returns) -> PrintState {
         PrintState {
             merger: Merger::new(shards),
             pairer: Pairer::new(),
@@ -1583,6 +1667,7 @@ impl PrintState {
             stats: ShardStats::default(),
             shards,
             done: 0,
+            returns,
         }
     }
 
@@ -1612,9 +1697,9 @@ impl PrintState {
         self.pairer
             .advance(known.filter(|c| *c < i64::MAX), &mut self.ready);
         if !self.ready.is_empty() {
-            let (ready, summary) = (&mut self.ready, &mut self.summary);
+            let (ready, summary, returns) = (&mut self.ready, &mut self.summary, &mut self.returns);
             printer.group(|printer| {
-                emit(printer, ready, summary)?;
+                emit(printer, ready, summary, returns)?;
                 if printer.eager {
                     printer.out.flush()?;
                 }
@@ -1632,21 +1717,29 @@ impl PrintState {
             self.pairer.add(r);
         }
         self.pairer.advance(None, &mut self.ready);
-        let (ready, summary) = (&mut self.ready, &mut self.summary);
-        printer.group(|printer| emit(printer, ready, summary))?;
+        let (ready, summary, returns) = (&mut self.ready, &mut self.summary, &mut self.returns);
+        printer.group(|printer| emit(printer, ready, summary, returns))?;
         Ok((self.summary, self.stats))
     }
 }
 
 /// Writes records and counts them (final records only, not `--early` ones).
-fn emit(printer: &mut Printer<'_>, ready: &mut Vec<Out>, summary: &mut Summary) -> io::Result<()> {
+fn emit(
+    printer: &mut Printer<'_>,
+    ready: &mut Vec<Out>,
+    summary: &mut Summary,
+    returns: &mut Returns,
+) -> io::Result<()> {
     for o in ready.drain(..) {
         if o.record.end != EARLY_END {
             summary.count(&o.record);
         }
         match &mut printer.collect {
             Some(kept) => kept.push(*o.record),
-            None => printer.record(&o)?,
+            None => {
+                printer.record(&o)?;
+                returns.give_back(o);
+            }
         }
     }
     Ok(())
@@ -1655,11 +1748,12 @@ fn emit(printer: &mut Printer<'_>, ready: &mut Vec<Out>, summary: &mut Summary) 
 /// The printer with worker threads: receives their messages until all are done.
 fn print(
     rx: Receiver<ToPrinter>,
+    returns: Returns,
     shards: usize,
     name: &str,
     printer: &mut Printer<'_>,
 ) -> io::Result<(Summary, ShardStats)> {
-    let mut state = PrintState::new(shards, name);
+    let mut state = PrintState::new(shards, name, returns);
     while !state.all_done() {
         let Ok(msg) = rx.recv() else {
             break;
