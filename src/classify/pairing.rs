@@ -140,13 +140,7 @@ pub fn pair(views: &[LegView]) -> Vec<Pair> {
 mod tests {
     use super::*;
 
-    fn ep(s: &str) -> Endpoint {
-        let a: std::net::SocketAddr = s.parse().unwrap();
-        Endpoint {
-            ip: a.ip(),
-            port: a.port(),
-        }
-    }
+    use crate::decode::test_endpoint as ep;
 
     fn view(ms: i64, c: &str, s: &str, leg: Leg, class: Class, ch: bool, tcp: bool) -> LegView {
         LegView {

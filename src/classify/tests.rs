@@ -18,13 +18,7 @@ struct Case {
     server_close: (bool, bool),
 }
 
-fn ep(s: &str) -> Endpoint {
-    let a: std::net::SocketAddr = s.parse().unwrap();
-    Endpoint {
-        ip: a.ip(),
-        port: a.port(),
-    }
-}
+use crate::decode::test_endpoint as ep;
 
 fn sig(content_type: u8, len: u16, frame: u64) -> RecordSig {
     RecordSig {

@@ -29,6 +29,16 @@ pub struct Endpoint {
     pub port: u16,
 }
 
+/// `ip:port` (or `[ip]:port`) as an endpoint, for tests.
+#[cfg(test)]
+pub(crate) fn test_endpoint(s: &str) -> Endpoint {
+    let a: std::net::SocketAddr = s.parse().expect("ip:port");
+    Endpoint {
+        ip: a.ip(),
+        port: a.port(),
+    }
+}
+
 impl fmt::Display for Endpoint {
     /// `ip:port` for IPv4, `[ip]:port` for IPv6.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -91,13 +91,7 @@ impl FlowKey {
 mod tests {
     use super::*;
 
-    fn ep(s: &str) -> Endpoint {
-        let sa: std::net::SocketAddr = s.parse().unwrap();
-        Endpoint {
-            ip: sa.ip(),
-            port: sa.port(),
-        }
-    }
+    use crate::decode::test_endpoint as ep;
 
     #[test]
     fn key_and_shard_are_symmetric() {

@@ -672,13 +672,7 @@ mod tests {
     use super::*;
     use crate::capture::Timestamp;
 
-    fn ep(s: &str) -> Endpoint {
-        let sa: std::net::SocketAddr = s.parse().unwrap();
-        Endpoint {
-            ip: sa.ip(),
-            port: sa.port(),
-        }
-    }
+    use crate::decode::test_endpoint as ep;
 
     fn same_as_serde(r: &FlowRecord) {
         let mut mine = Vec::new();
