@@ -24,7 +24,8 @@
 //! [`Decided`] key computed from the capture alone (clock, frame numbers), never from how
 //! flows are spread over shards or when a shard happened to look, so the same input gives
 //! the same records in the same order for any number of shards (evictions excepted).
-//! Deadlines sit in a heap, so expiry costs nothing per packet when nothing expires.
+//! Deadlines sit in a queue ordered by time (`deadlines.rs`), so expiry costs one compare
+//! per packet when nothing expires.
 
 mod deadlines;
 pub mod key;
@@ -511,7 +512,7 @@ pub struct Finished<H> {
 struct Tomb {
     /// Capture clock until which packets of the connection are absorbed.
     until: i64,
-    /// First frame of the flow it stands for (identifies it in the heap).
+    /// First frame of the flow it stands for (identifies its deadline entry).
     first_frame: u64,
     /// The flow's `a` endpoint and each direction's next sequence number: new bytes
     /// beyond them are a new connection, not a late packet.
@@ -715,7 +716,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
                 self.deadlines.push(kind, deadline);
             }
         }
-        // Stale heap entries pop in their own order; records follow the real deadlines.
+        // Stale entries pop in their own order; records follow the real deadlines.
         // A flow with two entries (its timeout and its linger) appears twice, adjacent.
         expired.sort_unstable();
         expired.dedup_by_key(|(_, k)| *k);
