@@ -36,11 +36,7 @@ pub struct FlowKey {
 impl FlowKey {
     /// The key of a segment from `src` to `dst`.
     pub fn new(src: Endpoint, dst: Endpoint) -> FlowKey {
-        if src <= dst {
-            FlowKey { lo: src, hi: dst }
-        } else {
-            FlowKey { lo: dst, hi: src }
-        }
+        FlowKey::with_side(src, dst).0
     }
 
     /// The key of a segment from `src` to `dst`, and whether `src` is its low end.

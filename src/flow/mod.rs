@@ -399,13 +399,14 @@ impl<H: StreamHandler> Flow<H> {
 
     /// The flow's deadline entry.
     fn deadline_entry(&self, key: FlowKey, cfg: &TableConfig) -> (Kind, Deadline) {
+        let (wait, kind) = self.wait(cfg);
         let deadline = Deadline {
-            at: self.deadline(cfg),
+            at: self.last_ts.0.saturating_add(wait),
             first_frame: self.first_frame,
             key,
             tomb: false,
         };
-        (self.wait(cfg).1, deadline)
+        (kind, deadline)
     }
 
     /// Delivers what waits behind holes and marks the flow ended. Bytes delivered now

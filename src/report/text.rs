@@ -180,17 +180,24 @@ impl CodePoint {
     }
 }
 
-impl fmt::Display for CodePoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.text().as_str())
-    }
+/// `Display` and `Serialize` (as a string) through the type's stack-built `text()`.
+macro_rules! shown_as_text {
+    ($t:ty) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.text().as_str())
+            }
+        }
+
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.text().as_str())
+            }
+        }
+    };
 }
 
-impl Serialize for CodePoint {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.text().as_str())
-    }
-}
+shown_as_text!(CodePoint);
 
 /// A packet time, printed as RFC 3339 UTC with microseconds
 /// (`"2026-01-01T00:00:00.071200Z"`).
@@ -235,17 +242,7 @@ impl UtcTime {
     }
 }
 
-impl fmt::Display for UtcTime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.text().as_str())
-    }
-}
-
-impl Serialize for UtcTime {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.text().as_str())
-    }
-}
+shown_as_text!(UtcTime);
 
 /// Bytes of the longest endpoint text: `[`, an IPv6 address (at most 39), `]:`, a port.
 const ENDPOINT_MAX: usize = 1 + 39 + 2 + 5;
