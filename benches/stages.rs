@@ -17,7 +17,8 @@ struct Frame {
     data: Vec<u8>,
 }
 
-fn load() -> Vec<Frame> {
+/// The committed captures' bytes, and their frames.
+fn load() -> (Vec<Vec<u8>>, Vec<Frame>) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("captures");
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .expect("captures/")
@@ -25,24 +26,27 @@ fn load() -> Vec<Frame> {
         .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
         .collect();
     paths.sort();
-    let mut frames = Vec::new();
+    let (mut files, mut frames) = (Vec::new(), Vec::new());
     for p in paths {
         let bytes = std::fs::read(&p).expect("read capture");
-        let mut r = CaptureReader::new(&bytes[..]).expect("capture");
-        let _ = r.for_each_frame(|f| {
-            frames.push(Frame {
-                number: frames.len() as u64 + 1,
-                ts: f.ts,
-                link: f.link,
-                data: f.data.to_vec(),
-            })
-        });
+        {
+            let mut r = CaptureReader::new(&bytes[..]).expect("capture");
+            let _ = r.for_each_frame(|f| {
+                frames.push(Frame {
+                    number: frames.len() as u64 + 1,
+                    ts: f.ts,
+                    link: f.link,
+                    data: f.data.to_vec(),
+                })
+            });
+        }
+        files.push(bytes);
     }
-    frames
+    (files, frames)
 }
 
 fn stages(c: &mut Criterion) {
-    let frames = load();
+    let (files, frames) = load();
     let bytes: u64 = frames.iter().map(|f| f.data.len() as u64).sum();
     let views: Vec<mtlscope::capture::Frame<'_>> = frames
         .iter()
@@ -53,11 +57,22 @@ fn stages(c: &mut Criterion) {
             interface: 0,
             data: &f.data,
             orig_len: f.data.len() as u32,
+            block: None,
         })
         .collect();
 
     let mut g = c.benchmark_group("stages");
     g.throughput(Throughput::Bytes(bytes));
+    g.bench_function("read", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for bytes in &files {
+                let mut r = CaptureReader::new(black_box(&bytes[..])).expect("capture");
+                let _ = r.for_each_frame(|f| n += f.data.len());
+            }
+            n
+        })
+    });
     g.bench_function("decode", |b| {
         b.iter(|| {
             views

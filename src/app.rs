@@ -60,7 +60,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::analyzers::ConnAnalyzer;
-use crate::capture::{CaptureError, CaptureReader, ChunkReader, Event, Frame, LinkType, Timestamp};
+use crate::capture::{
+    CaptureError, CaptureReader, ChunkReader, Event, Frame, LinkType, SharedBlock, Timestamp,
+};
 use crate::decode::{self, Endpoint, TcpFlags, TcpSegment};
 use crate::flow::{Ctx, Decided, FlowKey, FlowTable, TableConfig};
 use crate::report::table::TableWriter;
@@ -189,7 +191,7 @@ fn stopping() -> bool {
     stop_flag().load(Ordering::Relaxed)
 }
 
-/// Segment metadata; the payload lives in the batch arena.
+/// Segment metadata; the payload lives in one of the batch's blocks or in its arena.
 #[derive(Clone, Copy, Debug)]
 struct SegMeta {
     /// The flow's key, computed once by the reader (it picks the shard by it).
@@ -204,6 +206,8 @@ struct SegMeta {
     frame: u64,
     ts: Timestamp,
     clock: Timestamp,
+    /// Where the payload is: `Batch::blocks[block - 1]`, or the arena when 0.
+    block: u32,
     start: u32,
     len: u32,
 }
@@ -212,6 +216,9 @@ struct SegMeta {
 #[derive(Default)]
 struct Batch {
     segs: Vec<SegMeta>,
+    /// The reader's shared blocks that payloads lie in (held, not copied).
+    blocks: Vec<SharedBlock>,
+    /// Payloads of frames that came without a shared block (pcapng, live), copied.
     data: Vec<u8>,
     clock: Timestamp,
     frame: u64,
@@ -225,8 +232,22 @@ impl Batch {
         frame: &Frame<'_>,
         clock: Timestamp,
     ) {
-        let start = self.data.len() as u32;
-        self.data.extend_from_slice(seg.payload);
+        let (block, start) = match frame
+            .block
+            .and_then(|b| Some((b, offset_in(b, seg.payload)?)))
+        {
+            Some((b, start)) => {
+                if self.blocks.last().is_none_or(|last| !Arc::ptr_eq(last, b)) {
+                    self.blocks.push(Arc::clone(b));
+                }
+                (self.blocks.len() as u32, start)
+            }
+            None => {
+                let start = self.data.len();
+                self.data.extend_from_slice(seg.payload);
+                (0, start)
+            }
+        };
         self.segs.push(SegMeta {
             key,
             src_is_lo,
@@ -238,10 +259,34 @@ impl Batch {
             frame: frame.number,
             ts: frame.ts,
             clock,
-            start,
+            block,
+            start: start as u32,
             len: seg.payload.len() as u32,
         });
     }
+
+    /// Segment `m`'s payload.
+    fn payload(&self, m: &SegMeta) -> &[u8] {
+        let bytes = match m.block {
+            0 => &self.data[..],
+            b => &self.blocks[b as usize - 1][..],
+        };
+        &bytes[m.start as usize..][..m.len as usize]
+    }
+
+    /// Empties the batch for reuse, letting go of its blocks.
+    fn clear(&mut self) {
+        self.segs.clear();
+        self.blocks.clear();
+        self.data.clear();
+    }
+}
+
+/// Where `part` starts in `block`, if it lies in it and is not empty (an empty payload
+/// needs no block).
+fn offset_in(block: &[u8], part: &[u8]) -> Option<usize> {
+    let start = (part.as_ptr() as usize).checked_sub(block.as_ptr() as usize)?;
+    (!part.is_empty() && start + part.len() <= block.len()).then_some(start)
 }
 
 /// A record on its way to the printer: its decision, the record (the printer counts it
@@ -605,7 +650,6 @@ fn worker(ch: WorkerChannels, mut shard: Shard<'_>) {
             shard.out.recycle(spent);
         }
         for m in &batch.segs {
-            let start = m.start as usize;
             let (src, dst) = m.key.endpoints(m.src_is_lo);
             let seg = TcpSegment {
                 src,
@@ -613,7 +657,7 @@ fn worker(ch: WorkerChannels, mut shard: Shard<'_>) {
                 seq: m.seq,
                 ack: m.ack,
                 flags: m.flags,
-                payload: &batch.data[start..start + m.len as usize],
+                payload: batch.payload(m),
                 wire_len: m.wire_len,
                 ifindex: m.ifindex,
             };
@@ -628,9 +672,9 @@ fn worker(ch: WorkerChannels, mut shard: Shard<'_>) {
         if ch.to_printer.send(msg).is_err() {
             return;
         }
-        // Hand the buffers back for reuse (fresh ones would be page-faulted in anew).
-        batch.segs.clear();
-        batch.data.clear();
+        // Hand the buffers back for reuse (fresh ones would be page-faulted in anew), and
+        // the blocks to the reader.
+        batch.clear();
         let _ = ch.spent.try_send(batch);
     }
     let stats = shard.finish();

@@ -159,6 +159,7 @@ impl LiveCapture {
                         interface: 0,
                         data: p.data,
                         orig_len: p.header.len,
+                        block: None,
                     };
                     last_idle = None;
                     on(Event::Frame(&frame))

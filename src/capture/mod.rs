@@ -14,6 +14,7 @@
 //! Non-packet pcapng blocks (name resolution, statistics, decryption secrets, custom)
 //! are skipped; decryption secrets in particular are never read.
 
+mod legacy;
 #[cfg(feature = "live")]
 pub mod live;
 
@@ -100,6 +101,11 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
+/// A block of read bytes that frames lie in, shared by reference count: holding a clone
+/// keeps a frame's bytes alive after the reader has moved on (it reads into another block
+/// meanwhile), so frames can be handed to other threads without copying them.
+pub type SharedBlock = Arc<Vec<u8>>;
+
 /// One captured frame, borrowed from the reader's buffer.
 #[derive(Clone, Copy, Debug)]
 pub struct Frame<'a> {
@@ -115,6 +121,9 @@ pub struct Frame<'a> {
     pub data: &'a [u8],
     /// Length of the frame on the wire.
     pub orig_len: u32,
+    /// The shared block `data` lies in, when the reader reads into shared blocks (classic
+    /// pcap does; pcapng and live capture lend their bytes only for the call).
+    pub block: Option<&'a SharedBlock>,
 }
 
 /// Why a capture could not be read (fatal for that input, never for the others).
@@ -347,6 +356,18 @@ impl Read for ChunkReader {
 
 /// Incremental reader of pcap and pcapng, from any byte source.
 pub struct CaptureReader<'r> {
+    inner: Inner<'r>,
+}
+
+enum Inner<'r> {
+    /// Classic pcap, split by our own reader into shared blocks.
+    Legacy(legacy::LegacyReader<Box<dyn Read + Send + 'r>>),
+    /// pcapng (and pcap's rare "modified" format), through pcap-parser.
+    Blocks(BlockReader<'r>),
+}
+
+/// pcap-parser's reader and what we know between its blocks.
+struct BlockReader<'r> {
     inner: Box<dyn PcapReaderIterator + Send + 'r>,
     state: State,
     buffer_size: usize,
@@ -366,12 +387,29 @@ impl<'r> CaptureReader<'r> {
     /// source reports "would block").
     pub fn new<R: Read + Send + 'r>(source: R) -> Result<CaptureReader<'r>, CaptureError> {
         let state = Arc::new(SourceState::default());
-        let tracked = Tracked {
+        let mut tracked = Tracked {
             inner: source,
             state: Arc::clone(&state),
             reads: 0,
         };
-        let inner = match pcap_parser::create_reader(INITIAL_BUFFER, tracked) {
+        let mut head = vec![0; INITIAL_BUFFER];
+        let got = match tracked.read(&mut head) {
+            Ok(0) => return Err(CaptureError::Empty),
+            Ok(n) => n,
+            Err(_) => return Err(CaptureError::Io(last_error(&state, "cannot read input"))),
+        };
+        if let Some(h) = legacy::Header::parse(&head[..got]) {
+            state.started.store(true, Ordering::Relaxed);
+            let source: Box<dyn Read + Send + 'r> = Box::new(tracked);
+            let reader = legacy::LegacyReader::new(source, h, head, legacy::Header::LEN..got);
+            return Ok(CaptureReader {
+                inner: Inner::Legacy(reader),
+            });
+        }
+        head.truncate(got);
+        // pcap-parser reads the header again: hand it the bytes already read first.
+        let replayed = io::Cursor::new(head).chain(tracked);
+        let inner = match pcap_parser::create_reader(INITIAL_BUFFER, replayed) {
             Ok(r) => r,
             Err(PcapError::Eof) => return Err(CaptureError::Empty),
             Err(PcapError::ReadError) => {
@@ -382,24 +420,27 @@ impl<'r> CaptureReader<'r> {
             }
             Err(_) => return Err(CaptureError::NotACapture),
         };
+        state.started.store(true, Ordering::Relaxed);
         Ok(CaptureReader {
-            inner,
-            state: State {
-                interfaces: Vec::new(),
-                legacy: false,
-                frames: 0,
-            },
-            buffer_size: INITIAL_BUFFER,
-            source: {
-                state.started.store(true, Ordering::Relaxed);
-                state
-            },
+            inner: Inner::Blocks(BlockReader {
+                inner,
+                state: State {
+                    interfaces: Vec::new(),
+                    legacy: false,
+                    frames: 0,
+                },
+                buffer_size: INITIAL_BUFFER,
+                source: state,
+            }),
         })
     }
 
     /// Number of frames delivered so far.
     pub fn frames(&self) -> u64 {
-        self.state.frames
+        match &self.inner {
+            Inner::Legacy(r) => r.frames(),
+            Inner::Blocks(r) => r.state.frames,
+        }
     }
 
     /// Calls `on_frame` for every packet until the end of input. Returns how the input
@@ -424,6 +465,26 @@ impl<'r> CaptureReader<'r> {
         &mut self,
         mut on: impl FnMut(Event<'_, '_>) -> ControlFlow<()>,
     ) -> Result<(), CaptureError> {
+        match &mut self.inner {
+            Inner::Legacy(r) => r.run(&mut on),
+            Inner::Blocks(r) => r.run(&mut on),
+        }
+    }
+
+    /// Whether the input was classic pcap (as opposed to pcapng).
+    pub fn is_legacy_pcap(&self) -> bool {
+        match &self.inner {
+            Inner::Legacy(_) => true,
+            Inner::Blocks(r) => r.state.legacy,
+        }
+    }
+}
+
+impl BlockReader<'_> {
+    fn run(
+        &mut self,
+        on: &mut impl FnMut(Event<'_, '_>) -> ControlFlow<()>,
+    ) -> Result<(), CaptureError> {
         loop {
             match self.inner.next() {
                 Ok((offset, block)) => {
@@ -440,7 +501,7 @@ impl<'r> CaptureReader<'r> {
                 }
                 Err(PcapError::Eof) => return Ok(()),
                 Err(PcapError::Incomplete(_)) => {
-                    if self.inner.refill().is_err() && !self.read_failed(&mut on)? {
+                    if self.inner.refill().is_err() && !self.read_failed(on)? {
                         return Ok(());
                     }
                 }
@@ -456,7 +517,7 @@ impl<'r> CaptureReader<'r> {
                             frames: self.state.frames,
                         });
                     }
-                    if self.inner.refill().is_err() && !self.read_failed(&mut on)? {
+                    if self.inner.refill().is_err() && !self.read_failed(on)? {
                         return Ok(());
                     }
                 }
@@ -490,11 +551,6 @@ impl<'r> CaptureReader<'r> {
             Some(e) => Err(CaptureError::Io(e.to_string())),
             None => Err(CaptureError::Io("read failed".into())),
         }
-    }
-
-    /// Whether the input was classic pcap (as opposed to pcapng).
-    pub fn is_legacy_pcap(&self) -> bool {
-        self.state.legacy
     }
 }
 
@@ -534,6 +590,7 @@ impl State {
                     interface: 0,
                     data,
                     orig_len: b.origlen,
+                    block: None,
                 }))
             }
             PcapBlockOwned::NG(Block::SectionHeader(_)) => {
@@ -568,6 +625,7 @@ impl State {
                     interface: epb.if_id,
                     data: &epb.data[..epb.data.len().min(epb.caplen as usize)],
                     orig_len: epb.origlen,
+                    block: None,
                 }))
             }
             PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
@@ -580,6 +638,7 @@ impl State {
                     interface: 0,
                     data: &spb.data[..spb.data.len().min(spb.origlen as usize)],
                     orig_len: spb.origlen,
+                    block: None,
                 }))
             }
             // Name resolution, statistics, decryption secrets, journal, custom: not packets.
@@ -704,5 +763,148 @@ mod tests {
         let (frames, res) = read_all(&v);
         assert!(frames.is_empty());
         assert!(res.is_err());
+    }
+
+    /// Every pcap and pcapng under `captures/` (real tools' files).
+    fn committed_captures() -> Vec<std::path::PathBuf> {
+        let mut found = Vec::new();
+        let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("captures")];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
+                    found.push(p);
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// Frames as pcap-parser's own classic reader sees them.
+    fn pcap_parser_frames(bytes: &[u8]) -> Frames {
+        use pcap_parser::LegacyPcapReader;
+        let mut r = LegacyPcapReader::new(1 << 20, bytes).expect("a classic pcap");
+        let (mut link, mut per_sec, mut out) = (LinkType(0), 1_000_000, Vec::new());
+        loop {
+            match r.next() {
+                Ok((n, PcapBlockOwned::LegacyHeader(h))) => {
+                    link = LinkType(h.network.0 as u32);
+                    if h.is_nanosecond_precision() {
+                        per_sec = 1_000_000_000;
+                    }
+                    r.consume(n);
+                }
+                Ok((n, PcapBlockOwned::Legacy(b))) => {
+                    let ts =
+                        Timestamp::from_parts(i64::from(b.ts_sec), u64::from(b.ts_usec), per_sec);
+                    out.push((out.len() as u64 + 1, ts, link, b.data.to_vec()));
+                    r.consume(n);
+                }
+                Ok(_) => unreachable!("classic pcap has no other blocks"),
+                Err(PcapError::Eof) => return out,
+                Err(PcapError::Incomplete(_)) => r.refill().expect("refill"),
+                Err(e) => panic!("pcap-parser: {e:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn own_splitter_reads_committed_captures_as_pcap_parser_does() {
+        let mut classic = 0;
+        for path in committed_captures() {
+            let bytes = std::fs::read(&path).expect("readable");
+            if legacy::Header::parse(&bytes).is_none() {
+                continue;
+            }
+            classic += 1;
+            let (frames, res) = read_all(&bytes);
+            assert_eq!(res, Ok(()), "{}", path.display());
+            assert!(!frames.is_empty(), "{}", path.display());
+            assert_eq!(frames, pcap_parser_frames(&bytes), "{}", path.display());
+        }
+        assert!(
+            classic >= 5,
+            "only {classic} classic pcaps found under captures/"
+        );
+    }
+
+    /// A source that hands out its bytes in pieces of varying size, and says "would
+    /// block" between some of them, as a pipe does.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        calls: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.calls.is_multiple_of(3) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = [1, 7, 100, 1500, 70_000][self.calls % 5]
+                .min(buf.len())
+                .min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    /// A classic pcap with records of many sizes, some larger than a read block.
+    fn assorted_pcap() -> (Vec<u8>, Vec<Vec<u8>>) {
+        let mut v = pcap_header(0xa1b2_c3d4, 1, false);
+        let mut datas = Vec::new();
+        for (i, len) in [0usize, 1, 60, 1514, 65_535, 300_000, 3, 700_000, 54]
+            .into_iter()
+            .cycle()
+            .take(40)
+            .enumerate()
+        {
+            let data: Vec<u8> = (0..len).map(|j| (i * 31 + j) as u8).collect();
+            record(&mut v, false, i as u32, 0, &data);
+            datas.push(data);
+        }
+        (v, datas)
+    }
+
+    #[test]
+    fn a_trickling_stream_gives_the_same_frames_and_reports_idleness() {
+        let (bytes, datas) = assorted_pcap();
+        let mut r = CaptureReader::new(Trickle {
+            bytes: &bytes,
+            calls: 0,
+        })
+        .expect("a capture");
+        let (mut got, mut idle) = (Vec::new(), 0);
+        let res = r.run(|ev| {
+            match ev {
+                Event::Frame(f) => got.push(f.data.to_vec()),
+                Event::Idle => idle += 1,
+            }
+            ControlFlow::Continue(())
+        });
+        assert_eq!(res, Ok(()));
+        assert_eq!(got, datas);
+        assert!(idle > 0);
+    }
+
+    #[test]
+    fn frames_stay_valid_in_the_blocks_consumers_hold() {
+        let (bytes, datas) = assorted_pcap();
+        let mut r = CaptureReader::new(&bytes[..]).expect("a capture");
+        let mut held = Vec::new();
+        r.for_each_frame(|f| {
+            let block = f.block.expect("classic pcap frames come in shared blocks");
+            let start = f.data.as_ptr() as usize - block.as_ptr() as usize;
+            held.push((Arc::clone(block), start, f.data.len()));
+        })
+        .expect("read");
+        assert_eq!(held.len(), datas.len());
+        for ((block, start, len), data) in held.iter().zip(&datas) {
+            assert_eq!(&block[*start..start + len], &data[..]);
+        }
     }
 }

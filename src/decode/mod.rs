@@ -362,6 +362,7 @@ mod tests {
             interface: 0,
             data,
             orig_len: data.len() as u32,
+            block: None,
         }
     }
 
