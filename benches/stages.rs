@@ -8,7 +8,9 @@ use mtlscope::analyzers::ConnAnalyzer;
 use mtlscope::analyzers::tls::TlsAnalyzer;
 use mtlscope::capture::{CaptureReader, LinkType, Timestamp};
 use mtlscope::decode;
-use mtlscope::flow::{Chunk, Ctx, Dir, FlowTable, Limits, Reassembler, SeqNum, TableConfig};
+use mtlscope::flow::{
+    Chunk, Consumed, Ctx, Dir, FlowTable, Limits, Reassembler, SeqNum, TableConfig,
+};
 
 struct Frame {
     number: u64,
@@ -165,6 +167,7 @@ fn reassembly(c: &mut Criterion) {
                             if let Chunk::Data(d) = c {
                                 n += d.len();
                             }
+                            Consumed::Read
                         },
                     );
                 }

@@ -7,7 +7,7 @@
 pub mod plain;
 pub mod tls;
 
-use crate::flow::{Chunk, Ctx, Dir, StreamHandler};
+use crate::flow::{Chunk, Consumed, Ctx, Dir, StreamHandler};
 use tls::TlsAnalyzer;
 
 /// All analyzers of one connection.
@@ -40,8 +40,9 @@ fn grow_head(head: &mut Vec<u8>, add: usize) {
 
 impl StreamHandler for ConnAnalyzer {
     #[inline]
-    fn on_chunk(&mut self, dir: Dir, chunk: Chunk<'_>, ctx: &Ctx) {
+    fn on_chunk(&mut self, dir: Dir, chunk: Chunk<'_>, ctx: &Ctx) -> Consumed {
         let i = dir.idx();
+        let head_read = !self.head_done[i];
         if !self.head_done[i] {
             match chunk {
                 Chunk::Data(d) => {
@@ -62,7 +63,10 @@ impl StreamHandler for ConnAnalyzer {
                 }
             }
         }
-        self.tls.on_chunk(dir, chunk, ctx);
+        match self.tls.on_chunk(dir, chunk, ctx) {
+            Consumed::Skipped if !head_read => Consumed::Skipped,
+            _ => Consumed::Read,
+        }
     }
 
     fn wants(&self, dir: Dir) -> bool {

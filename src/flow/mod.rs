@@ -38,7 +38,7 @@ use crate::capture::Timestamp;
 use crate::decode::{Endpoint, TcpFlags, TcpSegment};
 use deadlines::{Deadline, Deadlines, Kind};
 pub use key::{Dir, FlowKey};
-pub use reassembly::{Chunk, Limits, Reassembler, SeqNum, Stats};
+pub use reassembly::{Chunk, Consumed, Limits, Reassembler, SeqNum, Stats};
 
 /// Where and when the bytes being delivered arrived.
 #[derive(Clone, Copy, Debug)]
@@ -51,8 +51,9 @@ pub struct Ctx {
 
 /// Consumer of a flow's reassembled bytes (implemented by the analyzers).
 pub trait StreamHandler {
-    /// Bytes (or a gap) of direction `dir`, in stream order.
-    fn on_chunk(&mut self, dir: Dir, chunk: Chunk<'_>, ctx: &Ctx);
+    /// Bytes (or a gap) of direction `dir`, in stream order. Says whether it read any of
+    /// the bytes or skipped them all unread (for a gap, the answer is not used).
+    fn on_chunk(&mut self, dir: Dir, chunk: Chunk<'_>, ctx: &Ctx) -> Consumed;
     /// Whether the handler still needs `dir`'s bytes; once false, reassembly of that
     /// direction stops and only counting continues.
     fn wants(&self, dir: Dir) -> bool;
@@ -839,10 +840,11 @@ mod tests {
     struct Bytes([Vec<u8>; 2]);
 
     impl StreamHandler for Bytes {
-        fn on_chunk(&mut self, dir: Dir, chunk: Chunk<'_>, _ctx: &Ctx) {
+        fn on_chunk(&mut self, dir: Dir, chunk: Chunk<'_>, _ctx: &Ctx) -> Consumed {
             if let Chunk::Data(d) = chunk {
                 self.0[dir.idx()].extend_from_slice(d);
             }
+            Consumed::Read
         }
         fn wants(&self, _dir: Dir) -> bool {
             true

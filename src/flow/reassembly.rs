@@ -5,8 +5,11 @@
 //!   acknowledged: an offline capture often lacks the ACK, and the analyzers only read the
 //!   first kilobytes of a flow.
 //! * Overlaps: the first copy wins. A later copy whose bytes differ is counted as a
-//!   conflicting overlap (it can be compared while the earlier copy is still pending, or
-//!   among the last [`RECENT_KEEP`] delivered bytes).
+//!   conflicting overlap. It can be compared while the earlier copy is still pending, or
+//!   against the last run of delivered bytes that the consumer read (up to
+//!   [`RECENT_KEEP`] of them). Bytes the consumer skips unread (the bodies of encrypted
+//!   TLS records) are not kept for comparison: a difference in them cannot change what
+//!   the analyzers see, and copying them was most of reassembly's memory traffic.
 //! * Sequence numbers are compared with wrapping (serial) arithmetic and turned into a
 //!   64-bit stream offset once, at the boundary; offsets never wrap.
 //! * Memory is bounded: at most `max_pending_bytes` and `max_pending_segments` wait for a
@@ -42,6 +45,15 @@ pub enum Chunk<'a> {
     Data(&'a [u8]),
     /// Bytes that were never captured (a hole, or a snaplen cut).
     Gap(u64),
+}
+
+/// What the consumer did with a chunk of bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consumed {
+    /// It read some of them (they are kept to compare retransmissions against).
+    Read,
+    /// It skipped them all unread.
+    Skipped,
 }
 
 /// Bounds on one direction's reassembly.
@@ -110,11 +122,12 @@ pub struct Reassembler {
     /// Non-overlapping pieces, each starting at or after `next`.
     pending: BTreeMap<u64, Piece>,
     pending_bytes: usize,
-    /// The last delivered bytes, covering `[recent_start, next)`: a ring of
-    /// [`RECENT_KEEP`] bytes indexed by stream offset (empty until the first delivery,
-    /// then as long as the highest position written).
+    /// The last run of delivered bytes that the consumer read, `[recent_start,
+    /// recent_end)`: a ring of [`RECENT_KEEP`] bytes indexed by stream offset (empty until
+    /// the first such delivery, then as long as the highest position written).
     recent: Vec<u8>,
     recent_start: u64,
+    recent_end: u64,
     active: bool,
     stats: Stats,
 }
@@ -130,6 +143,7 @@ impl Reassembler {
             pending_bytes: 0,
             recent: Vec::new(),
             recent_start: 0,
+            recent_end: 0,
             active: true,
             stats: Stats::default(),
         }
@@ -178,7 +192,7 @@ impl Reassembler {
         seq: SeqNum,
         wire_len: u32,
         data: &[u8],
-        out: &mut impl FnMut(Chunk<'_>),
+        out: &mut impl FnMut(Chunk<'_>) -> Consumed,
     ) {
         if wire_len == 0 || !self.active {
             return;
@@ -234,13 +248,13 @@ impl Reassembler {
     }
 
     /// End of capture: every remaining hole is a gap; deliver what waits behind them.
-    pub fn flush(&mut self, out: &mut impl FnMut(Chunk<'_>)) {
+    pub fn flush(&mut self, out: &mut impl FnMut(Chunk<'_>) -> Consumed) {
         while self.active && !self.pending.is_empty() {
             self.skip_to_first_pending(out);
         }
     }
 
-    fn skip_to_first_pending(&mut self, out: &mut impl FnMut(Chunk<'_>)) {
+    fn skip_to_first_pending(&mut self, out: &mut impl FnMut(Chunk<'_>) -> Consumed) {
         if let Some((&first, _)) = self.pending.iter().next() {
             if first > self.next {
                 self.deliver_gap(first - self.next, out);
@@ -294,7 +308,7 @@ impl Reassembler {
         self.pending.insert(from, piece);
     }
 
-    fn drain(&mut self, out: &mut impl FnMut(Chunk<'_>)) {
+    fn drain(&mut self, out: &mut impl FnMut(Chunk<'_>) -> Consumed) {
         while self.active {
             let Some(entry) = self.pending.first_entry() else {
                 break;
@@ -312,30 +326,37 @@ impl Reassembler {
         }
     }
 
-    fn deliver(&mut self, data: &[u8], out: &mut impl FnMut(Chunk<'_>)) {
+    fn deliver(&mut self, data: &[u8], out: &mut impl FnMut(Chunk<'_>) -> Consumed) {
         let room = self.limits.depth.saturating_sub(self.next);
         let data = &data[..data.len().min(room as usize)];
         if !data.is_empty() {
-            out(Chunk::Data(data));
-            let kept = &data[data.len().saturating_sub(RECENT_KEEP)..];
-            let at = self.next + (data.len() - kept.len()) as u64;
-            self.keep(at, kept);
+            if out(Chunk::Data(data)) == Consumed::Read {
+                let kept = &data[data.len().saturating_sub(RECENT_KEEP)..];
+                let at = self.next + (data.len() - kept.len()) as u64;
+                self.keep(at, kept);
+                if self.recent_end != self.next {
+                    // Skipped bytes came between: a new run starts here.
+                    self.recent_start = self.next;
+                }
+                self.recent_end = self.next + data.len() as u64;
+                self.recent_start = self
+                    .recent_start
+                    .max(self.recent_end.saturating_sub(RECENT_KEEP as u64));
+            }
             self.next += data.len() as u64;
-            self.recent_start = self
-                .recent_start
-                .max(self.next.saturating_sub(RECENT_KEEP as u64));
         }
         if self.next >= self.limits.depth {
             self.stop();
         }
     }
 
-    fn deliver_gap(&mut self, len: u64, out: &mut impl FnMut(Chunk<'_>)) {
+    fn deliver_gap(&mut self, len: u64, out: &mut impl FnMut(Chunk<'_>) -> Consumed) {
         self.stats.gaps += 1;
         self.stats.missed_bytes += len;
         out(Chunk::Gap(len));
         self.next += len;
         self.recent_start = self.next;
+        self.recent_end = self.next;
         if self.next >= self.limits.depth {
             self.stop();
         }
@@ -358,7 +379,7 @@ impl Reassembler {
                 ring[range].copy_from_slice(bytes);
             } else {
                 // Positions below the range's start that were never written (after a gap)
-                // are never compared: only `[recent_start, next)` is.
+                // are never compared: only `[recent_start, recent_end)` is.
                 if ring.len() < range.start {
                     ring.resize(range.start, 0);
                 }
@@ -370,7 +391,7 @@ impl Reassembler {
     }
 
     fn compare_recent(&mut self, start: i64, data: &[u8]) {
-        let (rs, re) = (self.recent_start as i64, self.next as i64);
+        let (rs, re) = (self.recent_start as i64, self.recent_end as i64);
         let (os, oe) = (start.max(rs), (start + data.len() as i64).min(re));
         if os < oe {
             let a = &data[(os - start) as usize..(oe - start) as usize];
@@ -403,9 +424,12 @@ mod tests {
             r.syn(SeqNum(isn));
         }
         let mut got = Vec::new();
-        let mut sink = |c: Chunk<'_>| match c {
-            Chunk::Data(d) => got.extend(d.iter().map(|&b| Some(b))),
-            Chunk::Gap(n) => got.extend(std::iter::repeat_n(None, n as usize)),
+        let mut sink = |c: Chunk<'_>| {
+            match c {
+                Chunk::Data(d) => got.extend(d.iter().map(|&b| Some(b))),
+                Chunk::Gap(n) => got.extend(std::iter::repeat_n(None, n as usize)),
+            }
+            Consumed::Read
         };
         for (seq, data) in segs {
             r.segment(SeqNum(*seq), data.len() as u32, data, &mut sink);
@@ -491,6 +515,48 @@ mod tests {
         }
     }
 
+    /// Feeds `(seq, bytes)` segments to a consumer that skips every chunk starting with
+    /// `b's'` unread; returns the conflicts counted.
+    fn conflicts_with_skipping(segs: &[(u32, &[u8])]) -> u64 {
+        let mut r = Reassembler::new(Limits::default());
+        r.syn(SeqNum(0));
+        let mut sink = |c: Chunk<'_>| match c {
+            Chunk::Data([b's', ..]) => Consumed::Skipped,
+            _ => Consumed::Read,
+        };
+        for (seq, data) in segs {
+            r.segment(SeqNum(*seq), data.len() as u32, data, &mut sink);
+        }
+        r.stats().overlap_conflicts
+    }
+
+    #[test]
+    fn skipped_bytes_are_not_kept_and_the_last_read_run_still_is() {
+        // Read "abc", skipped "sssss", then retransmissions.
+        let base: [(u32, &[u8]); 2] = [(1, b"abc"), (4, b"sssss")];
+        let with = |retx: (u32, &'static [u8])| {
+            let mut v = base.to_vec();
+            v.push(retx);
+            conflicts_with_skipping(&v)
+        };
+        // A different copy of skipped bytes: not compared.
+        assert_eq!(with((5, b"XX")), 0);
+        // A different copy of read bytes before the skipped ones: still compared.
+        assert_eq!(with((2, b"bX")), 1);
+        assert_eq!(with((2, b"bc")), 0);
+        // Across both: only the read part is compared.
+        assert_eq!(with((3, b"cXX")), 0);
+        assert_eq!(with((3, b"XXX")), 1);
+        // A later read run replaces the earlier one: "abc" is no longer comparable, the
+        // new run is.
+        let later: [(u32, &[u8]); 3] = [(1, b"abc"), (4, b"sssss"), (9, b"def")];
+        let mut v = later.to_vec();
+        v.push((1, b"aXc"));
+        assert_eq!(conflicts_with_skipping(&v), 0);
+        v.push((10, b"eX"));
+        assert_eq!(conflicts_with_skipping(&v), 1);
+    }
+
     #[test]
     fn holes_become_gaps_at_the_end() {
         let (got, st) = run(Limits::default(), Some(0), &[(1, b"ab"), (6, b"fg")]);
@@ -536,7 +602,10 @@ mod tests {
         let mut r = Reassembler::new(Limits::default());
         r.syn(SeqNum(0));
         let mut got = Vec::new();
-        let mut sink = |c: Chunk<'_>| got.push(format!("{c:?}"));
+        let mut sink = |c: Chunk<'_>| {
+            got.push(format!("{c:?}"));
+            Consumed::Read
+        };
         r.segment(SeqNum(1), 10, b"abcd", &mut sink);
         r.segment(SeqNum(11), 2, b"yz", &mut sink);
         assert_eq!(

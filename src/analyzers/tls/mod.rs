@@ -17,7 +17,7 @@ pub mod names;
 use std::sync::Arc;
 
 use crate::capture::Timestamp;
-use crate::flow::{Chunk, Ctx, Dir};
+use crate::flow::{Chunk, Consumed, Ctx, Dir};
 use cert::CertSummary;
 use hello::{ClientHello, ServerHello};
 
@@ -291,11 +291,13 @@ impl TlsAnalyzer {
         }
     }
 
-    /// Feeds one chunk of `dir`'s stream.
-    pub fn on_chunk(&mut self, dir: Dir, chunk: Chunk<'_>, ctx: &Ctx) {
+    /// Feeds one chunk of `dir`'s stream. Its bytes are skipped unread when they all lie
+    /// in the body of an encrypted record.
+    pub fn on_chunk(&mut self, dir: Dir, chunk: Chunk<'_>, ctx: &Ctx) -> Consumed {
         match chunk {
             Chunk::Data(data) => {
                 let mode = self.dirs[dir.idx()].mode;
+                let mut used = Consumed::Read;
                 match mode {
                     Mode::Sniff => self.sniff(dir, data, ctx),
                     Mode::Resync => {
@@ -304,7 +306,7 @@ impl TlsAnalyzer {
                         head.extend_from_slice(&data[..data.len().min(5 - head.len().min(5))]);
                         if head.len() < 5 && head.len() == data.len() {
                             d.buf = head;
-                            return;
+                            return used;
                         }
                         d.buf.clear();
                         if valid_header(&head) || head.len() < 5 {
@@ -315,13 +317,22 @@ impl TlsAnalyzer {
                             self.give_up(dir);
                         }
                     }
-                    Mode::Tls => self.feed(dir, data, ctx),
-                    Mode::NotTls => {}
+                    Mode::Tls => {
+                        if data.len() as u64 <= u64::from(self.dirs[dir.idx()].skip) {
+                            used = Consumed::Skipped;
+                        }
+                        self.feed(dir, data, ctx);
+                    }
+                    Mode::NotTls => used = Consumed::Skipped,
                 }
                 let d = &mut self.dirs[dir.idx()];
                 d.offset += data.len() as u64;
+                used
             }
-            Chunk::Gap(n) => self.gap(dir, n),
+            Chunk::Gap(n) => {
+                self.gap(dir, n);
+                Consumed::Read
+            }
         }
     }
 
@@ -1010,6 +1021,21 @@ mod tests {
         assert!(t.wants(Dir::AtoB));
         t.on_chunk(Dir::AtoB, Chunk::Data(&vec![b'a'; SNIFF_MAX]), &ctx());
         assert!(!t.wants(Dir::AtoB));
+    }
+
+    #[test]
+    fn chunks_inside_an_encrypted_body_are_skipped_unread() {
+        let mut t = TlsAnalyzer::default();
+        let mut feed = |bytes: &[u8]| t.on_chunk(Dir::AtoB, Chunk::Data(bytes), &ctx());
+        assert_eq!(feed(&[0x17, 3, 3, 0, 10, 1, 2]), Consumed::Read);
+        assert_eq!(feed(&[0; 5]), Consumed::Skipped);
+        // The body's last bytes, exactly.
+        assert_eq!(feed(&[0; 3]), Consumed::Skipped);
+        // The next header is read, and so is a chunk that ends a body and starts a header.
+        assert_eq!(feed(&[0x17, 3, 3, 0, 1, 9]), Consumed::Read);
+        assert_eq!(feed(&[0x17, 3, 3, 0, 4, 1]), Consumed::Read);
+        assert_eq!(feed(&[1, 2, 3, 0x17]), Consumed::Read);
+        assert_eq!(t.facts.app_data_records[0], 3);
     }
 
     #[test]
