@@ -658,6 +658,25 @@ impl State {
 }
 
 #[cfg(test)]
+/// Every pcap and pcapng under `captures/` (real tools' files).
+pub(crate) fn committed_captures() -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("captures")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
+                found.push(p);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -763,24 +782,6 @@ mod tests {
         let (frames, res) = read_all(&v);
         assert!(frames.is_empty());
         assert!(res.is_err());
-    }
-
-    /// Every pcap and pcapng under `captures/` (real tools' files).
-    fn committed_captures() -> Vec<std::path::PathBuf> {
-        let mut found = Vec::new();
-        let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("captures")];
-        while let Some(d) = dirs.pop() {
-            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    dirs.push(p);
-                } else if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
-                    found.push(p);
-                }
-            }
-        }
-        found.sort();
-        found
     }
 
     /// Frames as pcap-parser's own classic reader sees them.
