@@ -523,8 +523,7 @@ struct Reader<'n, 's, K> {
 impl<K: FnMut(ToPrinter) -> bool> Reader<'_, '_, K> {
     fn frame(&mut self, frame: &Frame<'_>) -> ControlFlow<()> {
         self.frames = frame.number;
-        self.counts.packets += 1;
-        *self.counts.link_types.entry(frame.link.0).or_default() += 1;
+        self.counts.frame(frame.link);
         if frame.ts > self.clock {
             self.clock = frame.ts;
         }
@@ -617,6 +616,7 @@ impl<K: FnMut(ToPrinter) -> bool> Reader<'_, '_, K> {
 
     fn finish(mut self) -> (ReadCounts, Option<LinkType>) {
         self.flush();
+        self.counts.close();
         if let Some(mut shard) = self.inline.take() {
             let stats = shard.finish();
             (self.sink)(ToPrinter::Progress {
@@ -1469,7 +1469,32 @@ struct ReadCounts {
     decoded: u64,
     undecoded: std::collections::BTreeMap<&'static str, u64>,
     link_types: std::collections::BTreeMap<u32, u64>,
+    /// Frames of the same link type in a row, not yet added to `link_types` (a map
+    /// update per frame showed in profiles; a capture rarely changes link type).
+    link_run: Option<(u32, u64)>,
     dropped: Option<Drops>,
+}
+
+impl ReadCounts {
+    /// Counts a frame of link type `link`.
+    fn frame(&mut self, link: LinkType) {
+        self.packets += 1;
+        match &mut self.link_run {
+            Some((l, n)) if *l == link.0 => *n += 1,
+            run => {
+                if let Some((l, n)) = run.replace((link.0, 1)) {
+                    *self.link_types.entry(l).or_default() += n;
+                }
+            }
+        }
+    }
+
+    /// Adds the last run of link types to the map.
+    fn close(&mut self) {
+        if let Some((l, n)) = self.link_run.take() {
+            *self.link_types.entry(l).or_default() += n;
+        }
+    }
 }
 
 /// How reading one input went.
