@@ -60,7 +60,9 @@ pub trait StreamHandler {
 }
 
 /// Per-direction TCP facts: what every packet reads or updates, kept small and inline in
-/// the flow table's slot (the byte stream lives in the flow's [`Body`]).
+/// the flow table's slot (the byte stream lives in the flow's [`Body`]). The optional
+/// numbers are stored bare, with a bit each in `has`: both halves and the flow's other
+/// per-packet fields then fit two cache lines.
 #[derive(Debug)]
 #[repr(C)]
 pub struct HalfFlow {
@@ -68,16 +70,13 @@ pub struct HalfFlow {
     pub packets: u64,
     /// TCP payload bytes on the wire (retransmissions included).
     pub bytes: u64,
-    /// Frame of the first payload byte sent in this direction.
-    pub first_data_frame: Option<u64>,
-    /// Sequence number of this direction's SYN, if seen.
-    pub syn_seq: Option<u32>,
-    /// Sequence number after the last byte (or SYN/FIN) sent in this direction.
-    pub next_seq: Option<u32>,
-    /// Sequence number an ACK of this direction's FIN carries (FIN's sequence + 1).
-    pub fin_ack_seq: Option<u32>,
-    /// Linux cooked v2 interface index of the first packet in this direction.
-    pub ifindex: Option<u32>,
+    first_data_frame: u64,
+    syn_seq: u32,
+    next_seq: u32,
+    fin_ack_seq: u32,
+    ifindex: u32,
+    /// Which of the numbers above are set (`HAS_*`).
+    has: u8,
     /// A SYN with ACK was sent in this direction.
     pub syn_ack: bool,
     /// A FIN was sent in this direction.
@@ -96,16 +95,23 @@ pub struct HalfFlow {
     reassembling: bool,
 }
 
+const HAS_FIRST_DATA: u8 = 1;
+const HAS_SYN: u8 = 2;
+const HAS_NEXT: u8 = 4;
+const HAS_FIN_ACK: u8 = 8;
+const HAS_IFINDEX: u8 = 16;
+
 impl HalfFlow {
     fn new() -> HalfFlow {
         HalfFlow {
             packets: 0,
             bytes: 0,
-            first_data_frame: None,
-            syn_seq: None,
-            next_seq: None,
-            fin_ack_seq: None,
-            ifindex: None,
+            first_data_frame: 0,
+            syn_seq: 0,
+            next_seq: 0,
+            fin_ack_seq: 0,
+            ifindex: 0,
+            has: 0,
             syn_ack: false,
             fin: false,
             rst: false,
@@ -113,6 +119,35 @@ impl HalfFlow {
             fin_acked: false,
             reassembling: true,
         }
+    }
+
+    fn get<T>(&self, bit: u8, value: T) -> Option<T> {
+        (self.has & bit != 0).then_some(value)
+    }
+
+    /// Frame of the first payload byte sent in this direction.
+    pub fn first_data_frame(&self) -> Option<u64> {
+        self.get(HAS_FIRST_DATA, self.first_data_frame)
+    }
+
+    /// Sequence number of this direction's SYN, if seen.
+    pub fn syn_seq(&self) -> Option<u32> {
+        self.get(HAS_SYN, self.syn_seq)
+    }
+
+    /// Sequence number after the last byte (or SYN/FIN) sent in this direction.
+    pub fn next_seq(&self) -> Option<u32> {
+        self.get(HAS_NEXT, self.next_seq)
+    }
+
+    /// Sequence number an ACK of this direction's FIN carries (FIN's sequence + 1).
+    pub fn fin_ack_seq(&self) -> Option<u32> {
+        self.get(HAS_FIN_ACK, self.fin_ack_seq)
+    }
+
+    /// Linux cooked v2 interface index of the first packet in this direction.
+    pub fn ifindex(&self) -> Option<u32> {
+        self.get(HAS_IFINDEX, self.ifindex)
     }
 }
 
@@ -176,11 +211,12 @@ pub enum EndReason {
 /// One TCP connection: endpoints, counters, and its stream handler.
 ///
 /// The flow table keeps flows inline in its slots, so that a packet finds its flow's TCP
-/// facts right beside the key it was looked up by: the fields every packet touches come
-/// first (`repr(C)` keeps that order), about four cache lines read together; the streams
-/// and analyzers sit behind one pointer in [`Flow::body`].
+/// facts right beside the key it was looked up by. The fields every packet touches come
+/// first (`repr(C)` keeps that order) and fill the first two of its three cache lines
+/// (it is aligned to them); the streams and analyzers sit behind one pointer in
+/// [`Flow::body`].
 #[derive(Debug)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct Flow<H> {
     /// Frame number of the last packet.
     pub last_frame: u64,
@@ -188,6 +224,16 @@ pub struct Flow<H> {
     pub last_ts: Timestamp,
     /// Per-direction facts, indexed by [`Dir::idx`].
     pub half: [HalfFlow; 2],
+    /// Byte streams and analyzers.
+    pub body: Box<Body<H>>,
+    /// `a` is the lower endpoint of the two (so a packet's direction is known without
+    /// reading `a`).
+    a_is_lo: bool,
+    /// Free for the table's owner: set once it has reported the flow before its end
+    /// (e.g. when its handshake was decided).
+    pub noted: bool,
+    /// Why the flow ended (set when it leaves the table).
+    pub end: Option<EndReason>,
     /// Sender of the first packet seen.
     pub a: Endpoint,
     /// The other end.
@@ -196,13 +242,6 @@ pub struct Flow<H> {
     pub first_frame: u64,
     /// Time of the first packet.
     pub first_ts: Timestamp,
-    /// Why the flow ended (set when it leaves the table).
-    pub end: Option<EndReason>,
-    /// Free for the table's owner: set once it has reported the flow before its end
-    /// (e.g. when its handshake was decided).
-    pub noted: bool,
-    /// Byte streams and analyzers.
-    pub body: Box<Body<H>>,
 }
 
 impl<H: StreamHandler> Flow<H> {
@@ -211,16 +250,17 @@ impl<H: StreamHandler> Flow<H> {
             last_frame: ctx.frame,
             last_ts: ctx.ts,
             half: [HalfFlow::new(), HalfFlow::new()],
-            a: seg.src,
-            b: seg.dst,
-            first_frame: ctx.frame,
-            first_ts: ctx.ts,
-            end: None,
-            noted: false,
             body: Box::new(Body {
                 streams: [Reassembler::new(limits), Reassembler::new(limits)],
                 handler,
             }),
+            a_is_lo: FlowKey::with_side(seg.src, seg.dst).1,
+            noted: false,
+            end: None,
+            a: seg.src,
+            b: seg.dst,
+            first_frame: ctx.frame,
+            first_ts: ctx.ts,
         }
     }
 
@@ -239,6 +279,16 @@ impl<H: StreamHandler> Flow<H> {
         if src == self.a { Dir::AtoB } else { Dir::BtoA }
     }
 
+    /// Direction of a segment whose sender is (or is not) its key's low end: the same
+    /// as [`Flow::dir_of`] without reading the flow's endpoints.
+    fn dir_of_side(&self, src_is_lo: bool) -> Dir {
+        if src_is_lo == self.a_is_lo {
+            Dir::AtoB
+        } else {
+            Dir::BtoA
+        }
+    }
+
     /// The sender's endpoint of direction `dir`.
     pub fn sender(&self, dir: Dir) -> Endpoint {
         match dir {
@@ -251,7 +301,7 @@ impl<H: StreamHandler> Flow<H> {
     /// the receiver of a SYN-ACK.
     pub fn opened_by(&self) -> Option<Dir> {
         for d in [Dir::AtoB, Dir::BtoA] {
-            if self.half[d.idx()].syn_seq.is_some() && !self.half[d.idx()].syn_ack {
+            if self.half[d.idx()].syn_seq().is_some() && !self.half[d.idx()].syn_ack {
                 return Some(d);
             }
         }
@@ -269,9 +319,11 @@ impl<H: StreamHandler> Flow<H> {
             TcpState::Closed
         } else if x.fin || y.fin {
             TcpState::HalfClosed
-        } else if x.syn_seq.is_none() && y.syn_seq.is_none() {
+        } else if x.syn_seq().is_none() && y.syn_seq().is_none() {
             TcpState::Midstream
-        } else if x.syn_ack || y.syn_ack || (x.syn_seq.is_some() && y.packets > 0 && x.packets > 0)
+        } else if x.syn_ack
+            || y.syn_ack
+            || (x.syn_seq().is_some() && y.packets > 0 && x.packets > 0)
         {
             TcpState::Established
         } else {
@@ -289,32 +341,35 @@ impl<H: StreamHandler> Flow<H> {
     }
 
     /// Whether `seg` opens a new connection on this flow's ports.
-    fn is_reuse(&self, seg: &TcpSegment<'_>) -> bool {
+    fn is_reuse(&self, seg: &TcpSegment<'_>, d: Dir) -> bool {
         if !seg.flags.has(TcpFlags::SYN) || seg.flags.has(TcpFlags::ACK) {
             return false;
         }
-        let h = &self.half[self.dir_of(seg.src).idx()];
-        match h.syn_seq {
+        let h = &self.half[d.idx()];
+        match h.syn_seq() {
             Some(isn) => isn != seg.seq,
-            None => self.is_closed() || h.packets > 0 && h.first_data_frame.is_some(),
+            None => self.is_closed() || h.packets > 0 && h.first_data_frame().is_some(),
         }
     }
 
-    fn process(&mut self, seg: &TcpSegment<'_>, ctx: &Ctx) {
-        let d = self.dir_of(seg.src);
+    fn process(&mut self, seg: &TcpSegment<'_>, d: Dir, ctx: &Ctx) {
         self.last_frame = ctx.frame;
         self.last_ts = self.last_ts.max(ctx.ts);
         let Flow { half, body, .. } = self;
         let h = &mut half[d.idx()];
         h.packets += 1;
         h.bytes += u64::from(seg.wire_len);
-        if h.ifindex.is_none() {
-            h.ifindex = seg.ifindex;
+        if h.has & HAS_IFINDEX == 0
+            && let Some(i) = seg.ifindex
+        {
+            h.ifindex = i;
+            h.has |= HAS_IFINDEX;
         }
         let mut seq = SeqNum(seg.seq);
         if seg.flags.has(TcpFlags::SYN) {
-            if h.syn_seq.is_none() {
-                h.syn_seq = Some(seg.seq);
+            if h.has & HAS_SYN == 0 {
+                h.syn_seq = seg.seq;
+                h.has |= HAS_SYN;
             }
             h.syn_ack |= seg.flags.has(TcpFlags::ACK);
             if h.reassembling {
@@ -324,7 +379,10 @@ impl<H: StreamHandler> Flow<H> {
         }
         let mut fed = false;
         if seg.wire_len > 0 {
-            h.first_data_frame.get_or_insert(ctx.frame);
+            if h.has & HAS_FIRST_DATA == 0 {
+                h.first_data_frame = ctx.frame;
+                h.has |= HAS_FIRST_DATA;
+            }
             if h.reassembling {
                 let Body { streams, handler } = &mut **body;
                 let stream = &mut streams[d.idx()];
@@ -339,25 +397,28 @@ impl<H: StreamHandler> Flow<H> {
         if seg.flags.has(TcpFlags::FIN) {
             h.fin = true;
             // The FIN occupies the sequence number after the payload.
-            h.fin_ack_seq = Some(seq.wrapping_add(seg.wire_len).wrapping_add(1).0);
+            h.fin_ack_seq = seq.wrapping_add(seg.wire_len).wrapping_add(1).0;
+            h.has |= HAS_FIN_ACK;
         }
         if seg.flags.has(TcpFlags::RST) {
             h.rst = true;
             h.reset |= h
-                .next_seq
+                .next_seq()
                 .is_none_or(|n| SeqNum(seg.seq).distance_from(SeqNum(n)).abs() <= RST_WINDOW);
         }
         let end = seq
             .wrapping_add(seg.wire_len)
             .wrapping_add(u32::from(seg.flags.has(TcpFlags::FIN)));
         if !seg.flags.has(TcpFlags::RST)
-            && h.next_seq.is_none_or(|n| end.distance_from(SeqNum(n)) > 0)
+            && h.next_seq()
+                .is_none_or(|n| end.distance_from(SeqNum(n)) > 0)
         {
-            h.next_seq = Some(end.0);
+            h.next_seq = end.0;
+            h.has |= HAS_NEXT;
         }
         if seg.flags.has(TcpFlags::ACK) {
             let o = &mut half[d.rev().idx()];
-            if let Some(want) = o.fin_ack_seq {
+            if let Some(want) = o.fin_ack_seq() {
                 o.fin_acked |= SeqNum(seg.ack).distance_from(SeqNum(want)) >= 0;
             }
         }
@@ -620,8 +681,11 @@ impl<H: StreamHandler + Default> FlowTable<H> {
         self.advance(clock);
         let here = Decided::at_packet(self.clock, ctx.frame);
         let cfg = self.cfg;
+        let src_is_lo = key.is_lo(seg.src);
         let flow = match self.flows.entry(key) {
-            Entry::Occupied(e) if !e.get().is_reuse(seg) => e.into_mut(),
+            Entry::Occupied(e) if !e.get().is_reuse(seg, e.get().dir_of_side(src_is_lo)) => {
+                e.into_mut()
+            }
             Entry::Occupied(e) => {
                 let old = e.remove();
                 self.retire(key, old, EndReason::PortReuse, here);
@@ -639,7 +703,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
             }
         };
         let (wait, _) = flow.wait(&cfg);
-        flow.process(seg, ctx);
+        flow.process(seg, flow.dir_of_side(src_is_lo), ctx);
         // A close shortened the flow's wait: its queued deadline may now be too late.
         let sooner = (flow.wait(&cfg).0 < wait).then(|| flow.deadline_entry(key, &cfg));
         let r = then(flow);
@@ -746,7 +810,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
                 until,
                 first_frame: flow.first_frame,
                 a: flow.a,
-                next: [flow.half[0].next_seq, flow.half[1].next_seq],
+                next: [flow.half[0].next_seq(), flow.half[1].next_seq()],
             };
             self.tombs.insert(key, tomb);
             let deadline = Deadline {
@@ -925,6 +989,23 @@ mod tests {
             clock: secs * 1_000_000_000,
             phase: 1,
             frame: first_frame,
+        }
+    }
+
+    #[test]
+    fn per_packet_fields_fill_the_first_two_cache_lines() {
+        use std::mem::{align_of, offset_of, size_of};
+        type F = Flow<Bytes>;
+        assert_eq!(align_of::<F>(), 64);
+        assert!(size_of::<HalfFlow>() <= 48);
+        // Everything a packet reads or writes, the body pointer included.
+        for end in [
+            offset_of!(F, half) + size_of::<[HalfFlow; 2]>(),
+            offset_of!(F, body) + size_of::<usize>(),
+            offset_of!(F, a_is_lo) + 1,
+            offset_of!(F, noted) + 1,
+        ] {
+            assert!(end <= 128, "{end}");
         }
     }
 
