@@ -125,7 +125,7 @@ impl<'a> Facts<'a> {
                 rst: h.rst,
                 head: flow.handler().head(d),
                 records: flow.handler().tls.record_sigs(d),
-                ifindex: h.ifindex(),
+                ifindex: flow.ifindex(d),
                 cut_short: flow.stream(d).depth_reached(),
             }
         };

@@ -239,7 +239,7 @@ pub fn rfc3339(ts: Timestamp) -> String {
 
 fn anomalies(flow: &Flow<ConnAnalyzer>, client: Dir) -> Vec<Anomaly> {
     let mut out = Vec::new();
-    if flow.half.iter().all(|h| h.syn_seq().is_none()) {
+    if flow.half.iter().all(|h| !h.saw_syn()) {
         out.push(Anomaly {
             kind: "midstream",
             from: None,
