@@ -6,6 +6,10 @@
 //! incremental (a bounded buffer refilled from any `Read`), so a pipe such as
 //! `tcpdump -U -w - | mtlscope analyze -` is processed as it arrives.
 //!
+//! Classic pcap is split by our own reader (`legacy.rs`) into shared, reference-counted
+//! blocks ([`SharedBlock`]) that consumers may hold instead of copying frames; pcapng
+//! (and pcap's rare "modified" format) goes through pcap-parser.
+//!
 //! A source that may go quiet (a pipe, an interface) reports [`Event::Idle`] when no
 //! data is waiting, so the caller can hand on what it holds and watch the wall clock:
 //! [`ChunkReader`] turns chunks received from a channel (filled by a thread the caller
