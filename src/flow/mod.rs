@@ -65,7 +65,7 @@ pub trait StreamHandler {
 /// Per-direction TCP facts: what every packet reads or updates, kept small and inline in
 /// the flow table's slot (the byte stream lives in the flow's [`Body`]). The optional
 /// numbers are stored bare, with a bit each in `has`; those set once per direction (its
-/// first data frame, its SYN's sequence number, its interface) live in [`Firsts`],
+/// first data frame, its SYN's sequence number, its interface) live in `Firsts`,
 /// further from the key. The key and both halves then share two cache lines.
 #[derive(Debug)]
 #[repr(C)]
@@ -76,7 +76,7 @@ pub struct HalfFlow {
     pub bytes: u64,
     next_seq: u32,
     fin_ack_seq: u32,
-    /// Which optional numbers (here and in [`Firsts`]) are set (`HAS_*`).
+    /// Which optional numbers (here and in `Firsts`) are set (`HAS_*`).
     has: u8,
     /// A SYN with ACK was sent in this direction.
     pub syn_ack: bool,
