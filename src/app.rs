@@ -1481,15 +1481,14 @@ impl ReadCounts {
         self.packets += 1;
         match &mut self.link_run {
             Some((l, n)) if *l == link.0 => *n += 1,
-            run => {
-                if let Some((l, n)) = run.replace((link.0, 1)) {
-                    *self.link_types.entry(l).or_default() += n;
-                }
+            _ => {
+                self.close();
+                self.link_run = Some((link.0, 1));
             }
         }
     }
 
-    /// Adds the last run of link types to the map.
+    /// Adds the current run of one link type to the map.
     fn close(&mut self) {
         if let Some((l, n)) = self.link_run.take() {
             *self.link_types.entry(l).or_default() += n;
@@ -2091,4 +2090,21 @@ pub fn posture(
     } else {
         PostureOutcome::Clean
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_types_are_counted_across_runs() {
+        let mut c = ReadCounts::default();
+        for l in [1, 1, 113, 113, 1, 276, 1] {
+            c.frame(LinkType(l));
+        }
+        c.close();
+        assert_eq!(c.packets, 7);
+        let got: Vec<(u32, u64)> = c.link_types.into_iter().collect();
+        assert_eq!(got, [(1, 4), (113, 2), (276, 1)]);
+    }
 }
