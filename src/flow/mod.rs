@@ -290,13 +290,8 @@ impl<H: StreamHandler> Flow<H> {
         &self.body.streams[dir.idx()]
     }
 
-    /// Direction of a segment sent by `src`.
-    pub fn dir_of(&self, src: Endpoint) -> Dir {
-        if src == self.a { Dir::AtoB } else { Dir::BtoA }
-    }
-
-    /// Direction of a segment whose sender is (or is not) its key's low end: the same
-    /// as [`Flow::dir_of`] without reading the flow's endpoints.
+    /// Direction of a segment whose sender is (or is not) its key's low end: `AtoB` when
+    /// sent by `a`, found without reading the flow's endpoints.
     fn dir_of_side(&self, src_is_lo: bool) -> Dir {
         if src_is_lo == self.a_is_lo {
             Dir::AtoB
