@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::app::{Config, Format, Input, LiveOptions, PostureConfig, PostureFormat};
+use crate::flow::reassembly::{DEFAULT_RETRANSMIT_WINDOW, MAX_RETRANSMIT_WINDOW};
 use crate::flow::{Limits, TableConfig};
 use crate::posture::{self, By, gate};
 
@@ -78,6 +79,12 @@ pub struct AnalyzeArgs {
     /// Out-of-order bytes buffered per flow direction while waiting for a hole.
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_pending_bytes)]
     pub max_pending_bytes: usize,
+    /// Bytes of each direction's last run of read bytes (handshakes, record headers)
+    /// kept to compare retransmissions against; a differing copy is an `overlap_conflict`.
+    /// Rounded up to a power of two; 0 compares only out-of-order data.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RETRANSMIT_WINDOW as u32,
+          value_parser = clap::value_parser!(u32).range(0..=MAX_RETRANSMIT_WINDOW as i64))]
+    pub retransmit_window: u32,
     /// Flows held at once (all workers together); the least recently active are evicted
     /// beyond it, and counted in the summary.
     #[arg(long, value_name = "N", default_value_t = TableConfig::default().max_flows)]
@@ -157,7 +164,8 @@ impl AnalyzeArgs {
                     depth: self.reassembly_depth,
                     max_pending_bytes: self.max_pending_bytes,
                     ..Limits::default()
-                },
+                }
+                .with_retransmit_window(self.retransmit_window as usize),
                 max_flows: self.max_flows,
                 idle_timeout: i64::try_from(self.idle_timeout.saturating_mul(1_000_000_000))
                     .unwrap_or(i64::MAX),

@@ -7,7 +7,7 @@
 //! * Overlaps: the first copy wins. A later copy whose bytes differ is counted as a
 //!   conflicting overlap. It can be compared while the earlier copy is still pending, or
 //!   against the last run of delivered bytes that the consumer read (up to
-//!   [`RECENT_KEEP`] of them). Bytes the consumer skips unread (the bodies of encrypted
+//!   [`Limits::retransmit_window`] of them, 512 by default). Bytes the consumer skips unread (the bodies of encrypted
 //!   TLS records) are not kept for comparison: a difference in them cannot change what
 //!   the analyzers see, and copying them was most of reassembly's memory traffic.
 //! * Sequence numbers are compared with wrapping (serial) arithmetic and turned into a
@@ -19,8 +19,16 @@
 
 use std::collections::BTreeMap;
 
-/// Delivered bytes kept to compare retransmissions against.
-pub const RECENT_KEEP: usize = 2048;
+/// Default of [`Limits::retransmit_window`].
+///
+/// Each byte kept is copied into a line of the flow's that is cold by its next packet. A
+/// window of 2 KiB cost about 8 % of the CPU of a whole-capture run with thousands of
+/// flows open (each handshake segment copied whole, up to 23 lines); 512 bytes covers a
+/// ClientHello and every TLS record header read after the handshake.
+pub const DEFAULT_RETRANSMIT_WINDOW: usize = 512;
+
+/// Largest [`Limits::retransmit_window`].
+pub const MAX_RETRANSMIT_WINDOW: usize = 64 * 1024;
 
 /// A TCP sequence number: arithmetic modulo 2^32. Deliberately not `Ord`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,6 +73,25 @@ pub struct Limits {
     pub max_pending_bytes: usize,
     /// Out-of-order segments buffered while waiting for a hole to fill.
     pub max_pending_segments: usize,
+    /// Bytes of the last run the consumer read that are kept to compare retransmissions
+    /// against: a power of two, at most [`MAX_RETRANSMIT_WINDOW`], or 0 to keep none
+    /// (see [`Limits::with_retransmit_window`]).
+    pub retransmit_window: usize,
+}
+
+impl Limits {
+    /// These limits with a retransmission window of `bytes`, rounded up to a power of two
+    /// (the ring is indexed with a mask), at most [`MAX_RETRANSMIT_WINDOW`]; 0 keeps none.
+    pub fn with_retransmit_window(self, bytes: usize) -> Limits {
+        let window = match bytes {
+            0 => 0,
+            b => b.min(MAX_RETRANSMIT_WINDOW).next_power_of_two(),
+        };
+        Limits {
+            retransmit_window: window,
+            ..self
+        }
+    }
 }
 
 impl Default for Limits {
@@ -73,6 +100,7 @@ impl Default for Limits {
             depth: 256 * 1024,
             max_pending_bytes: 256 * 1024,
             max_pending_segments: 512,
+            retransmit_window: DEFAULT_RETRANSMIT_WINDOW,
         }
     }
 }
@@ -123,7 +151,7 @@ pub struct Reassembler {
     pending: BTreeMap<u64, Piece>,
     pending_bytes: usize,
     /// The last run of delivered bytes that the consumer read, `[recent_start,
-    /// recent_end)`: a ring of [`RECENT_KEEP`] bytes indexed by stream offset (empty until
+    /// recent_end)`: a ring of [`Limits::retransmit_window`] bytes indexed by stream offset (empty until
     /// the first such delivery, then as long as the highest position written).
     recent: Vec<u8>,
     recent_start: u64,
@@ -331,7 +359,8 @@ impl Reassembler {
         let data = &data[..data.len().min(room as usize)];
         if !data.is_empty() {
             if out(Chunk::Data(data)) == Consumed::Read {
-                let kept = &data[data.len().saturating_sub(RECENT_KEEP)..];
+                let window = self.limits.retransmit_window;
+                let kept = &data[data.len().saturating_sub(window)..];
                 let at = self.next + (data.len() - kept.len()) as u64;
                 self.keep(at, kept);
                 if self.recent_end != self.next {
@@ -341,7 +370,7 @@ impl Reassembler {
                 self.recent_end = self.next + data.len() as u64;
                 self.recent_start = self
                     .recent_start
-                    .max(self.recent_end.saturating_sub(RECENT_KEEP as u64));
+                    .max(self.recent_end.saturating_sub(window as u64));
             }
             self.next += data.len() as u64;
         }
@@ -363,15 +392,18 @@ impl Reassembler {
     }
 
     /// Compares a retransmitted copy of delivered bytes with what was delivered.
-    /// Copies `kept` (at most [`RECENT_KEEP`] bytes, from stream offset `at`) into the
+    /// Copies `kept` (at most a window's bytes, from stream offset `at`) into the
     /// ring. The ring grows as it is first written rather than being allocated zeroed:
     /// most directions deliver less than a ring's worth, and zeroing what is then
     /// overwritten (or never read) cost a cold write per line.
     fn keep(&mut self, at: u64, kept: &[u8]) {
         if self.recent.capacity() == 0 {
-            self.recent.reserve_exact(RECENT_KEEP);
+            if kept.is_empty() {
+                return;
+            }
+            self.recent.reserve_exact(self.limits.retransmit_window);
         }
-        let (head, tail) = ring_split(at, kept.len());
+        let (head, tail) = ring_split(self.limits.retransmit_window, at, kept.len());
         let (a_head, a_tail) = kept.split_at(head.len());
         for (range, bytes) in [(head, a_head), (tail, a_tail)] {
             let ring = &mut self.recent;
@@ -395,7 +427,7 @@ impl Reassembler {
         let (os, oe) = (start.max(rs), (start + data.len() as i64).min(re));
         if os < oe {
             let a = &data[(os - start) as usize..(oe - start) as usize];
-            let (head, tail) = ring_split(os as u64, a.len());
+            let (head, tail) = ring_split(self.limits.retransmit_window, os as u64, a.len());
             let (a_head, a_tail) = a.split_at(head.len());
             if *a_head != self.recent[head] || *a_tail != self.recent[tail] {
                 self.stats.overlap_conflicts += 1;
@@ -404,11 +436,16 @@ impl Reassembler {
     }
 }
 
-/// Where `len` (at most [`RECENT_KEEP`]) bytes from stream offset `at` sit in the ring of
+/// Where `len` (at most `window`) bytes from stream offset `at` sit in the ring of
 /// recent bytes: a range up to the ring's end, then one from its start.
-fn ring_split(at: u64, len: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
-    let pos = (at % RECENT_KEEP as u64) as usize;
-    let first = len.min(RECENT_KEEP - pos);
+/// `window`, a power of two.
+fn ring_split(
+    window: usize,
+    at: u64,
+    len: usize,
+) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+    let pos = (at & (window as u64 - 1)) as usize;
+    let first = len.min(window - pos);
     (pos..pos + first, 0..len - first)
 }
 
@@ -489,7 +526,8 @@ mod tests {
 
     #[test]
     fn retransmissions_are_compared_across_the_ring_of_recent_bytes() {
-        // 3000 bytes delivered: the ring holds the last RECENT_KEEP of them and wraps.
+        // 3000 bytes delivered: a ring of 2048 holds the last 2048 of them and wraps.
+        let limits = Limits::default().with_retransmit_window(2048);
         let stream: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
         let (first, second) = stream.split_at(1900);
         // A faithful retransmission straddling the ring's wrap point (offset 2048).
@@ -508,11 +546,58 @@ mod tests {
         for (retx, conflicts) in [(same, 0), (&changed[..], 1)] {
             let segs = segs(retx);
             let refs: Vec<(u32, &[u8])> = segs.iter().map(|(s, d)| (*s, &d[..])).collect();
-            let (got, st) = run(Limits::default(), Some(0), &refs);
+            let (got, st) = run(limits, Some(0), &refs);
             assert_eq!(bytes(&got), stream, "first copy wins");
             assert_eq!(st.overlap_conflicts, conflicts);
             assert_eq!(st.retransmitted_bytes, 200);
         }
+    }
+
+    #[test]
+    fn the_retransmission_window_bounds_what_is_compared() {
+        // 1448 bytes read, then a retransmission of all of them with one byte changed at
+        // `at`: a conflict only when that byte is within the window's last bytes.
+        let stream: Vec<u8> = (0..1448u32).map(|i| (i * 13 % 251) as u8).collect();
+        let conflicts = |window: usize, at: usize| {
+            let mut changed = stream.clone();
+            changed[at] ^= 0xff;
+            let segs = [(1, &stream[..]), (1, &changed[..])];
+            let limits = Limits::default().with_retransmit_window(window);
+            let (got, st) = run(limits, Some(0), &segs);
+            assert_eq!(bytes(&got), stream, "first copy wins");
+            st.overlap_conflicts
+        };
+        let w = DEFAULT_RETRANSMIT_WINDOW;
+        assert_eq!(
+            conflicts(w, 1448 - w),
+            1,
+            "first byte inside the default window"
+        );
+        assert_eq!(conflicts(w, 1447 - w), 0, "last byte before it");
+        assert_eq!(
+            conflicts(2048, 0),
+            1,
+            "a window larger than the run covers it all"
+        );
+        assert_eq!(conflicts(0, 1447), 0, "no window, no comparison");
+        // Rounded up to a power of two: 1000 keeps 1024.
+        assert_eq!(conflicts(1000, 1448 - 1024), 1);
+        assert_eq!(conflicts(1000, 1447 - 1024), 0);
+    }
+
+    #[test]
+    fn retransmit_windows_are_powers_of_two_within_bounds() {
+        let w = |b| {
+            Limits::default()
+                .with_retransmit_window(b)
+                .retransmit_window
+        };
+        assert_eq!(w(0), 0);
+        assert_eq!(w(1), 1);
+        assert_eq!(w(512), 512);
+        assert_eq!(w(513), 1024);
+        assert_eq!(w(usize::MAX), MAX_RETRANSMIT_WINDOW);
+        assert!(DEFAULT_RETRANSMIT_WINDOW.is_power_of_two());
     }
 
     /// Feeds `(seq, bytes)` segments to a consumer that skips every chunk starting with
@@ -576,6 +661,7 @@ mod tests {
             depth: 1 << 20,
             max_pending_bytes: 4,
             max_pending_segments: 100,
+            ..Limits::default()
         };
         let (got, st) = run(
             limits,

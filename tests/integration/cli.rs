@@ -169,6 +169,9 @@ fn bad_flags_exit_2() {
     let out = run(&["analyze", "--threads", "0", "x.pcap"], None);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
+    let out = run(&["analyze", "--retransmit-window", "65537", "x.pcap"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--retransmit-window"));
 }
 
 #[cfg(not(feature = "live"))]

@@ -77,6 +77,31 @@ fn capture_started_mid_connection() {
 }
 
 #[test]
+fn the_retransmission_window_is_the_last_bytes_read() {
+    // A ClientHello of some 1.3 KB sent twice, the copy differing near its start: beyond
+    // the default window of 512 bytes, within one of 2048.
+    let ch = client_hello_record("window.example.test", &[], 1200);
+    assert!(ch.len() > 1200);
+    let mut forged = ch.clone();
+    forged[20] ^= 0xff;
+    let mut frames = open(0, 0);
+    frames.push(tcp(C, S, 1, 1, ACK, &ch));
+    frames.push(tcp(C, S, 1, 1, ACK, &forged));
+    let f = temp_file(&pcap(1, &frames));
+    for (extra, kinds) in [
+        (&[][..], vec![]),
+        (
+            &["--retransmit-window", "2048"][..],
+            vec!["overlap_conflict"],
+        ),
+    ] {
+        let (flows, _) = analyze(f.path(), extra);
+        assert_eq!(flows[0]["tls"]["sni"], "window.example.test");
+        assert_eq!(anomaly_kinds(&flows[0]), kinds, "{extra:?}");
+    }
+}
+
+#[test]
 fn conflicting_overlap_keeps_the_first_copy() {
     let ch = client_hello_record("first.example.test", &[], 0);
     let mut forged = ch.clone();
