@@ -28,13 +28,20 @@ impl ConnAnalyzer {
     }
 }
 
-/// Makes room for `add` more bytes in `head`: doubling, as a Vec would, but never past
-/// [`plain::HEAD_MAX`] (a head lives as long as its flow, and room beyond it would never
-/// be used).
+/// Makes room for `add` more bytes in `head`: at once for [`plain::HEAD_MAX`] bytes, when
+/// the direction has sent a few dozen. A head lives as long as its flow, and room beyond
+/// the maximum would never be used; nearly every direction that sends more than a record
+/// header fills it, and growing by doubling (a server's head: its hello, then a record
+/// header at a time) took two or three reallocations, each a copy.
 #[cold]
 fn grow_head(head: &mut Vec<u8>, add: usize) {
+    const SMALL: usize = 32;
     let want = head.len() + add;
-    let cap = want.max((2 * head.capacity()).min(plain::HEAD_MAX));
+    let cap = if want <= SMALL && head.capacity() < SMALL {
+        SMALL
+    } else {
+        plain::HEAD_MAX
+    };
     head.reserve_exact(cap - head.len());
 }
 

@@ -571,6 +571,12 @@ impl TlsAnalyzer {
                     d.encrypted_records = d.encrypted_records.saturating_add(1);
                 }
                 if d.sigs.len() < MAX_RECORD_SIGS {
+                    if d.sigs.capacity() == 0 {
+                        // Most directions have a handful of records, up to a dozen or so:
+                        // room for half the maximum at once instead of growing from 4
+                        // (each step a reallocation and a copy).
+                        d.sigs.reserve_exact(MAX_RECORD_SIGS / 2);
+                    }
                     d.sigs.push(RecordSig {
                         content_type: ctype,
                         len,
