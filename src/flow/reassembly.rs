@@ -7,9 +7,10 @@
 //! * Overlaps: the first copy wins. A later copy whose bytes differ is counted as a
 //!   conflicting overlap. It can be compared while the earlier copy is still pending, or
 //!   against the last run of delivered bytes that the consumer read (up to
-//!   [`Limits::retransmit_window`] of them, 512 by default). Bytes the consumer skips unread (the bodies of encrypted
-//!   TLS records) are not kept for comparison: a difference in them cannot change what
-//!   the analyzers see, and copying them was most of reassembly's memory traffic.
+//!   [`Limits::retransmit_window`] of them, [`DEFAULT_RETRANSMIT_WINDOW`] by default).
+//!   Bytes the consumer skips unread (the bodies of encrypted TLS records) are not kept
+//!   for comparison: a difference in them cannot change what the analyzers see, and
+//!   copying them was most of reassembly's memory traffic.
 //! * Sequence numbers are compared with wrapping (serial) arithmetic and turned into a
 //!   64-bit stream offset once, at the boundary; offsets never wrap.
 //! * Memory is bounded: at most `max_pending_bytes` and `max_pending_segments` wait for a
@@ -151,8 +152,9 @@ pub struct Reassembler {
     pending: BTreeMap<u64, Piece>,
     pending_bytes: usize,
     /// The last run of delivered bytes that the consumer read, `[recent_start,
-    /// recent_end)`: a ring of [`Limits::retransmit_window`] bytes indexed by stream offset (empty until
-    /// the first such delivery, then as long as the highest position written).
+    /// recent_end)`: a ring of [`Limits::retransmit_window`] bytes indexed by stream
+    /// offset (empty until the first such delivery, then as long as the highest position
+    /// written).
     recent: Vec<u8>,
     recent_start: u64,
     recent_end: u64,
@@ -164,7 +166,9 @@ impl Reassembler {
     /// A direction that has seen nothing yet.
     pub fn new(limits: Limits) -> Reassembler {
         Reassembler {
-            limits,
+            // The ring is indexed with a mask: a window set directly in the struct, not
+            // through `with_retransmit_window`, is made a power of two here.
+            limits: limits.with_retransmit_window(limits.retransmit_window),
             base: None,
             next: 0,
             pending: BTreeMap::new(),
@@ -399,6 +403,7 @@ impl Reassembler {
     fn keep(&mut self, at: u64, kept: &[u8]) {
         if self.recent.capacity() == 0 {
             if kept.is_empty() {
+                // A window of 0: nothing is kept, and there is no ring to index.
                 return;
             }
             self.recent.reserve_exact(self.limits.retransmit_window);
@@ -436,9 +441,8 @@ impl Reassembler {
     }
 }
 
-/// Where `len` (at most `window`) bytes from stream offset `at` sit in the ring of
-/// recent bytes: a range up to the ring's end, then one from its start.
-/// `window`, a power of two.
+/// Where `len` (at most `window`, a power of two) bytes from stream offset `at` sit in
+/// the ring of recent bytes: a range up to the ring's end, then one from its start.
 fn ring_split(
     window: usize,
     at: u64,
@@ -598,6 +602,12 @@ mod tests {
         assert_eq!(w(513), 1024);
         assert_eq!(w(usize::MAX), MAX_RETRANSMIT_WINDOW);
         assert!(DEFAULT_RETRANSMIT_WINDOW.is_power_of_two());
+        // Set directly in the struct, a window is still made a power of two.
+        let direct = Limits {
+            retransmit_window: 1000,
+            ..Limits::default()
+        };
+        assert_eq!(Reassembler::new(direct).limits.retransmit_window, 1024);
     }
 
     /// Feeds `(seq, bytes)` segments to a consumer that skips every chunk starting with
