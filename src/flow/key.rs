@@ -1,5 +1,8 @@
 //! Flow identity: a direction-agnostic key and a symmetric shard function.
 
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+
 use crate::decode::Endpoint;
 
 /// One direction of a flow, relative to the flow's first-seen packet.
@@ -27,7 +30,8 @@ impl Dir {
 }
 
 /// The two endpoints of a TCP connection, lowest first, so both directions map to one key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Hashed a word per IPv4 endpoint (see its `Hash`): a key is hashed for every packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FlowKey {
     lo: Endpoint,
     hi: Endpoint,
@@ -41,7 +45,13 @@ impl FlowKey {
 
     /// The key of a segment from `src` to `dst`, and whether `src` is its low end.
     pub fn with_side(src: Endpoint, dst: Endpoint) -> (FlowKey, bool) {
-        if src <= dst {
+        // `src <= dst`, by integers when both are IPv4 (the usual case; the derived
+        // order goes through the address enum and its octets).
+        let src_is_lo = match (src.ip, dst.ip) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => (s.to_bits(), src.port) <= (d.to_bits(), dst.port),
+            _ => src <= dst,
+        };
+        if src_is_lo {
             (FlowKey { lo: src, hi: dst }, true)
         } else {
             (FlowKey { lo: dst, hi: src }, false)
@@ -89,6 +99,25 @@ impl FlowKey {
     }
 }
 
+impl Hash for FlowKey {
+    /// Equal keys write equal words: two IPv4 endpoints are one 128-bit word (addresses
+    /// and ports), others are hashed field by field.
+    #[inline]
+    fn hash<S: Hasher>(&self, state: &mut S) {
+        let word =
+            |ip: std::net::Ipv4Addr, port: u16| u64::from(ip.to_bits()) << 16 | u64::from(port);
+        match (self.lo.ip, self.hi.ip) {
+            (IpAddr::V4(lo), IpAddr::V4(hi)) => state.write_u128(
+                u128::from(word(lo, self.lo.port)) << 64 | u128::from(word(hi, self.hi.port)),
+            ),
+            _ => {
+                self.lo.hash(state);
+                self.hi.hash(state);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +158,32 @@ mod tests {
             .shard(4)] += 1;
         }
         assert!(counts.iter().all(|&c| c > 150), "{counts:?}");
+    }
+
+    fn endpoint() -> impl proptest::strategy::Strategy<Value = Endpoint> {
+        use proptest::prelude::*;
+        // Few addresses and ports, so that equal ones and ties on the address come up.
+        let v4 =
+            (0u32..4).prop_map(|a| IpAddr::from(std::net::Ipv4Addr::from_bits(0x0a00_0000 + a)));
+        let v6 = (0u128..3).prop_map(|a| IpAddr::from(std::net::Ipv6Addr::from_bits(a)));
+        (prop_oneof![3 => v4, 1 => v6], 440u16..444).prop_map(|(ip, port)| Endpoint { ip, port })
+    }
+
+    proptest::proptest! {
+        /// The fast paths agree with the derived order and equality: the low end is the
+        /// lesser endpoint, and equal keys hash alike.
+        #[test]
+        fn key_order_and_hash_follow_the_endpoints(a in endpoint(), b in endpoint()) {
+            let (k, a_is_lo) = FlowKey::with_side(a, b);
+            proptest::prop_assert_eq!(a_is_lo, a <= b);
+            proptest::prop_assert_eq!(k.endpoints(a_is_lo), (a, b));
+            let seeded = foldhash::fast::FixedState::with_seed(7);
+            let h = |k: FlowKey| std::hash::BuildHasher::hash_one(&seeded, k);
+            let (k2, _) = FlowKey::with_side(b, a);
+            proptest::prop_assert_eq!(k, k2);
+            proptest::prop_assert_eq!(h(k), h(k2));
+            let other = FlowKey::new(a, Endpoint { port: b.port ^ 1, ..b });
+            proptest::prop_assert!(k != other);
+        }
     }
 }
