@@ -461,6 +461,9 @@ impl<'n> Shard<'n> {
     /// Turns the flows the table finished into records. Runs after every segment, so the
     /// usual case, nothing finished, costs only a look at the table's list.
     fn collect(&mut self) {
+        if !self.table.has_finished() {
+            return;
+        }
         let (name, out) = (self.name, &mut self.out);
         for f in self.table.take_finished() {
             out.push(f.decided, report::finished_record(f.flow, name));

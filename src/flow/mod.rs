@@ -905,6 +905,11 @@ impl<H: StreamHandler + Default> FlowTable<H> {
         self.finished.drain(..)
     }
 
+    /// Whether flows have ended since the last [`FlowTable::take_finished`].
+    pub fn has_finished(&self) -> bool {
+        !self.finished.is_empty()
+    }
+
     /// Ends every open flow (end of input), in first-frame order, after the flows already
     /// finished; returns them all.
     pub fn finish_all(&mut self) -> std::vec::Drain<'_, Finished<H>> {
