@@ -170,6 +170,7 @@ enum Next {
 }
 
 /// Decodes the TCP segment inside `frame`.
+#[inline]
 pub fn decode<'a>(frame: &Frame<'a>) -> Result<TcpSegment<'a>, DecodeError> {
     match fast(frame) {
         Some(seg) => Ok(seg),

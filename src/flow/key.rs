@@ -44,6 +44,7 @@ impl FlowKey {
     }
 
     /// The key of a segment from `src` to `dst`, and whether `src` is its low end.
+    #[inline]
     pub fn with_side(src: Endpoint, dst: Endpoint) -> (FlowKey, bool) {
         // `src <= dst`, by integers when both are IPv4 (the usual case; the derived
         // order goes through the address enum and its octets).
