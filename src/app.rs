@@ -848,6 +848,10 @@ impl Pairer {
         } else {
             out.decided.clock
         };
+        // Records come in decision order: every leg decided before this one is here, so
+        // the network legs due before it can be paired now, with the same candidates as
+        // later (see `pair`), and fewer legs decided after them to skip in the scan.
+        self.pair(|at| at < decided);
         let r = &out.record;
         let start = r.first_ts.nanos();
         let (release, network) = if r.end == EARLY_END {
@@ -877,8 +881,31 @@ impl Pairer {
     /// Pairs and releases everything due before capture clock `limit` (all of it when
     /// `None`), in order.
     fn advance(&mut self, limit: Option<i64>, out: &mut Vec<Out>) {
-        const W: i64 = crate::classify::pairing::WINDOW;
         let due = |t: i64| limit.is_none_or(|l| t < l);
+        self.pair(due);
+        while let Some(&std::cmp::Reverse((release, _, id))) = self.by_release.peek() {
+            if !due(release) {
+                break;
+            }
+            self.by_release.pop();
+            if let Some(h) = self.held.take(id) {
+                if !h.network {
+                    let r = &h.out.record;
+                    self.pod_local
+                        .remove(&(r.first_ts.nanos(), r.first_frame, id));
+                }
+                out.push(h.out);
+            }
+        }
+    }
+
+    /// Pairs the network legs whose pairing time is `due`, in order: each with the untaken
+    /// pod-local legs decided by its pairing time and not yet written then. Pairing a leg
+    /// as soon as every leg decided by its pairing time is here gives the same result as
+    /// pairing it later: a leg decided later is not a candidate, and a leg written since
+    /// was written after that time (writing comes after pairing, in `advance`).
+    fn pair(&mut self, due: impl Fn(i64) -> bool) {
+        const W: i64 = crate::classify::pairing::WINDOW;
         while let Some(&std::cmp::Reverse((at, _, id))) = self.network.peek() {
             if !due(at) {
                 break;
@@ -928,20 +955,6 @@ impl Pairer {
                     }
                 }
                 self.held.put_back(i, h);
-            }
-        }
-        while let Some(&std::cmp::Reverse((release, _, id))) = self.by_release.peek() {
-            if !due(release) {
-                break;
-            }
-            self.by_release.pop();
-            if let Some(h) = self.held.take(id) {
-                if !h.network {
-                    let r = &h.out.record;
-                    self.pod_local
-                        .remove(&(r.first_ts.nanos(), r.first_frame, id));
-                }
-                out.push(h.out);
             }
         }
     }
