@@ -721,10 +721,16 @@ impl<H: StreamHandler + Default> FlowTable<H> {
                 self.open(key, hash, seg, ctx, here)
             }
         };
-        let (wait, _) = flow.wait(&cfg);
+        // The wait follows FINs, RSTs and the ACK of a FIN: a packet can shorten it only if
+        // it carries a FIN or RST, or once a FIN was seen (most packets do neither).
+        let closing =
+            seg.flags.0 & (TcpFlags::FIN | TcpFlags::RST) != 0 || flow.half.iter().any(|h| h.fin);
+        let wait = closing.then(|| flow.wait(&cfg).0);
         flow.process(seg, flow.dir_of_side(src_is_lo), ctx);
         // A close shortened the flow's wait: its queued deadline may now be too late.
-        let sooner = (flow.wait(&cfg).0 < wait).then(|| flow.deadline_entry(&cfg));
+        let sooner = wait
+            .filter(|&w| flow.wait(&cfg).0 < w)
+            .map(|_| flow.deadline_entry(&cfg));
         let r = then(flow);
         if let Some((kind, deadline)) = sooner {
             self.deadlines.push(kind, deadline);
