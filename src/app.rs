@@ -426,7 +426,7 @@ impl<'n> Shard<'n> {
 
     fn segment(
         &mut self,
-        key: FlowKey,
+        side: (FlowKey, bool),
         seg: &TcpSegment<'_>,
         frame: u64,
         ts: Timestamp,
@@ -436,7 +436,7 @@ impl<'n> Shard<'n> {
         let (early, name) = (self.early, self.name);
         let early = self
             .table
-            .process_with(key, seg, &ctx, clock, |f| {
+            .process_with(side, seg, &ctx, clock, |f| {
                 // The record comes boxed: the closure's result is moved out through
                 // `Option`s, and a record is large.
                 (early && !f.noted && handshake_decided(f.handler())).then(|| {
@@ -539,7 +539,7 @@ impl<K: FnMut(ToPrinter) -> bool> Reader<'_, '_, K> {
                 self.counts.decoded += 1;
                 let (key, src_is_lo) = FlowKey::with_side(seg.src, seg.dst);
                 if let Some(shard) = &mut self.inline {
-                    shard.segment(key, &seg, frame.number, frame.ts, self.clock);
+                    shard.segment((key, src_is_lo), &seg, frame.number, frame.ts, self.clock);
                     self.pending += 1;
                     if self.pending >= INLINE_FLUSH {
                         self.flush();
@@ -664,7 +664,7 @@ fn worker(ch: WorkerChannels, mut shard: Shard<'_>) {
                 wire_len: m.wire_len,
                 ifindex: m.ifindex,
             };
-            shard.segment(m.key, &seg, m.frame, m.ts, m.clock);
+            shard.segment((m.key, m.src_is_lo), &seg, m.frame, m.ts, m.clock);
         }
         shard.advance(batch.clock);
         let msg = ToPrinter::Progress {

@@ -675,27 +675,26 @@ impl<H: StreamHandler + Default> FlowTable<H> {
     /// Routes one segment to its flow, creating or replacing the flow as needed. `clock`
     /// is the capture clock at this frame (at least `ctx.ts`, never decreasing).
     pub fn process(&mut self, seg: &TcpSegment<'_>, ctx: &Ctx, clock: Timestamp) {
-        let key = FlowKey::new(seg.src, seg.dst);
-        self.process_with(key, seg, ctx, clock, |_| ());
+        let side = FlowKey::with_side(seg.src, seg.dst);
+        self.process_with(side, seg, ctx, clock, |_| ());
     }
 
-    /// [`FlowTable::process`] for a segment whose key the caller has computed (it is
-    /// `FlowKey::new(seg.src, seg.dst)`); `then` sees the flow when it is still open
-    /// afterwards, and its result is returned. One hash lookup for a packet of an open
-    /// flow.
+    /// [`FlowTable::process`] for a segment whose key and side the caller has computed
+    /// (they are `FlowKey::with_side(seg.src, seg.dst)`); `then` sees the flow when it is
+    /// still open afterwards, and its result is returned. One hash lookup for a packet of
+    /// an open flow.
     pub fn process_with<R>(
         &mut self,
-        key: FlowKey,
+        (key, src_is_lo): (FlowKey, bool),
         seg: &TcpSegment<'_>,
         ctx: &Ctx,
         clock: Timestamp,
         then: impl FnOnce(&mut Flow<H>) -> R,
     ) -> Option<R> {
-        debug_assert_eq!(key, FlowKey::new(seg.src, seg.dst));
+        debug_assert_eq!((key, src_is_lo), FlowKey::with_side(seg.src, seg.dst));
         self.advance(clock);
         let here = Decided::at_packet(self.clock, ctx.frame);
         let cfg = self.cfg;
-        let src_is_lo = key.is_lo(seg.src);
         let hash = self.hasher.hash_one(key);
         let hasher = &self.hasher;
         let slot = self
