@@ -460,10 +460,16 @@ impl<'n> Shard<'n> {
 
     /// Turns the flows the table finished into records. Runs after every segment, so the
     /// usual case, nothing finished, costs only a look at the table's list.
+    #[inline]
     fn collect(&mut self) {
-        if !self.table.has_finished() {
-            return;
+        if self.table.has_finished() {
+            self.collect_finished();
         }
+    }
+
+    /// [`Shard::collect`]'s work, out of line: the check above runs after every segment.
+    #[inline(never)]
+    fn collect_finished(&mut self) {
         let (name, out) = (self.name, &mut self.out);
         for f in self.table.take_finished() {
             out.push(f.decided, report::finished_record(f.flow, name));
