@@ -55,6 +55,18 @@ impl Header {
     }
 }
 
+/// The four words of a record header (seconds, fraction, captured and original length),
+/// read in one go: one test of the byte order per record, not one per word.
+fn record_words(h: &[u8; RECORD_HEADER], big_endian: bool) -> [u32; 4] {
+    let le = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    let w = [le(0), le(4), le(8), le(12)];
+    if big_endian {
+        w.map(u32::swap_bytes)
+    } else {
+        w
+    }
+}
+
 fn word(b: &[u8], big_endian: bool) -> u32 {
     let w = [b[0], b[1], b[2], b[3]];
     if big_endian {
@@ -153,10 +165,11 @@ impl<R: Read> LegacyReader<R> {
         } = self.header;
         loop {
             let rest = &self.buf[self.pos..self.len];
-            let Some(h) = rest.get(..RECORD_HEADER) else {
+            let Some(h) = rest.first_chunk::<RECORD_HEADER>() else {
                 return Ok(ControlFlow::Continue(RECORD_HEADER));
             };
-            let caplen = word(&h[8..12], big_endian) as usize;
+            let [secs, frac, caplen, orig_len] = record_words(h, big_endian);
+            let caplen = caplen as usize;
             if caplen > MAX_RECORD {
                 return Err(CaptureError::RecordTooLarge {
                     frames: self.frames,
@@ -169,15 +182,11 @@ impl<R: Read> LegacyReader<R> {
             self.frames += 1;
             let frame = Frame {
                 number: self.frames,
-                ts: Timestamp::from_parts(
-                    i64::from(word(&h[0..4], big_endian)),
-                    u64::from(word(&h[4..8], big_endian)),
-                    resolution,
-                ),
+                ts: Timestamp::from_parts(i64::from(secs), u64::from(frac), resolution),
                 link,
                 interface: 0,
                 data,
-                orig_len: word(&h[12..16], big_endian),
+                orig_len,
                 block: Some(&self.buf),
             };
             let flow = on(Event::Frame(&frame));

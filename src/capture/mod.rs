@@ -81,10 +81,12 @@ pub struct Timestamp(pub i64);
 impl Timestamp {
     /// Builds a timestamp from seconds and a fraction in units of `1/per_sec`.
     pub fn from_parts(secs: i64, frac: u64, per_sec: u64) -> Timestamp {
-        let nanos = if per_sec == 0 {
-            0
-        } else {
-            (u128::from(frac) * 1_000_000_000 / u128::from(per_sec)) as i64
+        // Microseconds and nanoseconds (nearly every capture) without a division per frame.
+        let nanos = match per_sec {
+            0 => 0,
+            1_000_000 => (u128::from(frac) * 1_000) as i64,
+            1_000_000_000 => frac as i64,
+            _ => (u128::from(frac) * 1_000_000_000 / u128::from(per_sec)) as i64,
         };
         Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
     }
@@ -683,6 +685,21 @@ pub(crate) fn committed_captures() -> Vec<std::path::PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Microsecond and nanosecond fractions (taken without a division) come out as the
+        /// general formula gives them, hostile fractions (beyond a second) included.
+        #[test]
+        fn timestamp_fractions_match_the_general_formula(secs in -5i64..5, frac: u64, small in 0u64..2_000_000_000) {
+            for per_sec in [1_000_000u64, 1_000_000_000] {
+                for f in [frac, small] {
+                    let general = (u128::from(f) * 1_000_000_000 / u128::from(per_sec)) as i64;
+                    let want = Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(general));
+                    proptest::prop_assert_eq!(Timestamp::from_parts(secs, f, per_sec), want);
+                }
+            }
+        }
+    }
 
     #[test]
     fn civil_dates() {
