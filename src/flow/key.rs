@@ -30,7 +30,8 @@ impl Dir {
 }
 
 /// The two endpoints of a TCP connection, lowest first, so both directions map to one key.
-/// Hashed a word per IPv4 endpoint (see its `Hash`): a key is hashed for every packet.
+/// Hashed as one 128-bit word when both ends are IPv4 (see its `Hash`): a key is hashed
+/// for every packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FlowKey {
     lo: Endpoint,
