@@ -60,11 +60,6 @@ impl FlowKey {
         }
     }
 
-    /// Whether `ep` is the key's low end (see [`FlowKey::with_side`]).
-    pub fn is_lo(&self, ep: Endpoint) -> bool {
-        ep == self.lo
-    }
-
     /// The (source, destination) of a segment with this key, given whether its source is
     /// the low end (see [`FlowKey::with_side`]).
     pub fn endpoints(&self, src_is_lo: bool) -> (Endpoint, Endpoint) {

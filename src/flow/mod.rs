@@ -244,13 +244,20 @@ pub struct Flow<H> {
 }
 
 impl<H: StreamHandler> Flow<H> {
-    fn new(key: FlowKey, seg: &TcpSegment<'_>, ctx: &Ctx, limits: Limits, handler: H) -> Flow<H> {
+    /// A new flow for `seg`, whose sender is the key's low end when `src_is_lo`.
+    fn new(
+        (key, src_is_lo): (FlowKey, bool),
+        seg: &TcpSegment<'_>,
+        ctx: &Ctx,
+        limits: Limits,
+        handler: H,
+    ) -> Flow<H> {
         Flow {
             key,
             last_frame: ctx.frame,
             last_ts: ctx.ts,
             half: [HalfFlow::new(), HalfFlow::new()],
-            a_is_lo: key.is_lo(seg.src),
+            a_is_lo: src_is_lo,
             noted: false,
             end: None,
             body: Box::new(Body {
@@ -707,7 +714,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
             Entry::Occupied(e) => {
                 let (old, _) = e.remove();
                 self.retire(key, old, EndReason::PortReuse, here);
-                self.open(key, hash, seg, ctx, here)
+                self.open((key, src_is_lo), hash, seg, ctx, here)
             }
             Entry::Vacant(_) => {
                 if let Some(tomb) = self.tombs.get_mut(&key) {
@@ -717,7 +724,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
                     }
                     self.tombs.remove(&key);
                 }
-                self.open(key, hash, seg, ctx, here)
+                self.open((key, src_is_lo), hash, seg, ctx, here)
             }
         };
         // The wait follows FINs, RSTs and the ACK of a FIN: a packet can shorten it only if
@@ -738,10 +745,10 @@ impl<H: StreamHandler + Default> FlowTable<H> {
     }
 
     /// Adds a new flow for `seg` (evicting if the table is full) and returns it. `hash`
-    /// is the key's.
+    /// is the key's; `side` as for [`FlowTable::process_with`].
     fn open(
         &mut self,
-        key: FlowKey,
+        side: (FlowKey, bool),
         hash: u64,
         seg: &TcpSegment<'_>,
         ctx: &Ctx,
@@ -751,7 +758,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
         if self.flows.len() >= cfg.max_flows {
             self.evict(here);
         }
-        let f = Flow::new(key, seg, ctx, cfg.limits, H::default());
+        let f = Flow::new(side, seg, ctx, cfg.limits, H::default());
         let (kind, deadline) = f.deadline_entry(&cfg);
         self.deadlines.push(kind, deadline);
         self.peak = self.peak.max(self.flows.len() + 1);
