@@ -59,6 +59,8 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use prefetch_index::prefetch_index;
+
 use crate::analyzers::ConnAnalyzer;
 use crate::capture::{
     CaptureError, CaptureReader, ChunkReader, Event, Frame, LinkType, SharedBlock, Timestamp,
@@ -427,6 +429,7 @@ impl<'n> Shard<'n> {
     fn segment(
         &mut self,
         side: (FlowKey, bool),
+        hash: u64,
         seg: &TcpSegment<'_>,
         frame: u64,
         ts: Timestamp,
@@ -436,7 +439,7 @@ impl<'n> Shard<'n> {
         let (early, name) = (self.early, self.name);
         let early = self
             .table
-            .process_with(side, seg, &ctx, clock, |f| {
+            .process_with(side, hash, seg, &ctx, clock, |f| {
                 // The record comes boxed: the closure's result is moved out through
                 // `Option`s, and a record is large.
                 (early && !f.noted && handshake_decided(f.handler())).then(|| {
@@ -545,7 +548,9 @@ impl<K: FnMut(ToPrinter) -> bool> Reader<'_, '_, K> {
                 self.counts.decoded += 1;
                 let (key, src_is_lo) = FlowKey::with_side(seg.src, seg.dst);
                 if let Some(shard) = &mut self.inline {
-                    shard.segment((key, src_is_lo), &seg, frame.number, frame.ts, self.clock);
+                    let hash = shard.table.hash(&key);
+                    let side = (key, src_is_lo);
+                    shard.segment(side, hash, &seg, frame.number, frame.ts, self.clock);
                     self.pending += 1;
                     if self.pending >= INLINE_FLUSH {
                         self.flush();
@@ -639,6 +644,16 @@ impl<K: FnMut(ToPrinter) -> bool> Reader<'_, '_, K> {
     }
 }
 
+/// How many segments ahead a worker hints at what a segment will read: its index line
+/// ([`FlowTable::prefetch_slot`]), its flow ([`FlowTable::prefetch_flow`]), its byte
+/// stream ([`FlowTable::prefetch_stream`]) and payload. Each hint needs the line of the
+/// one before it; a few segments (~a microsecond each) leave it time to arrive.
+const SLOT_AHEAD: usize = 12;
+const FLOW_AHEAD: usize = 8;
+const STREAM_AHEAD: usize = 4;
+/// The hashes a worker keeps: those of a segment and the SLOT_AHEAD after it.
+const HASHES: usize = (SLOT_AHEAD + 1).next_power_of_two();
+
 /// A worker's channels.
 struct WorkerChannels {
     /// Segments to analyze.
@@ -658,7 +673,31 @@ fn worker(ch: WorkerChannels, mut shard: Shard<'_>) {
         while let Ok(spent) = ch.returned.try_recv() {
             shard.out.recycle(spent);
         }
-        for m in &batch.segs {
+        let segs = &batch.segs;
+        // The flow-table hashes of the segments up to SLOT_AHEAD places ahead, by index
+        // modulo their count.
+        let mut hashes = [0u64; HASHES];
+        for (h, m) in hashes.iter_mut().zip(segs.iter().take(SLOT_AHEAD)) {
+            *h = shard.table.hash(&m.key);
+        }
+        for (i, m) in segs.iter().enumerate() {
+            // What the segments a few places ahead will read, asked for now so that the
+            // loads overlap: their metadata and index line, then their flow, then its
+            // byte stream and their payload.
+            if let Some(a) = segs.get(i + SLOT_AHEAD) {
+                let hash = shard.table.hash(&a.key);
+                hashes[(i + SLOT_AHEAD) % HASHES] = hash;
+                shard.table.prefetch_slot(hash);
+            }
+            if segs.len() > i + FLOW_AHEAD {
+                shard.table.prefetch_flow(hashes[(i + FLOW_AHEAD) % HASHES]);
+            }
+            if let Some(a) = segs.get(i + STREAM_AHEAD) {
+                let hash = hashes[(i + STREAM_AHEAD) % HASHES];
+                shard.table.prefetch_stream(hash, a.src_is_lo);
+                prefetch_index(batch.payload(a), 0);
+            }
+            let hash = hashes[i % HASHES];
             let (src, dst) = m.key.endpoints(m.src_is_lo);
             let seg = TcpSegment {
                 src,
@@ -670,7 +709,7 @@ fn worker(ch: WorkerChannels, mut shard: Shard<'_>) {
                 wire_len: m.wire_len,
                 ifindex: m.ifindex,
             };
-            shard.segment((m.key, m.src_is_lo), &seg, m.frame, m.ts, m.clock);
+            shard.segment((m.key, m.src_is_lo), hash, &seg, m.frame, m.ts, m.clock);
         }
         shard.advance(batch.clock);
         let msg = ToPrinter::Progress {

@@ -7,6 +7,8 @@
 pub mod plain;
 pub mod tls;
 
+use prefetch_index::prefetch_index;
+
 use crate::flow::{Chunk, Consumed, Ctx, Dir, StreamHandler};
 use tls::TlsAnalyzer;
 
@@ -46,6 +48,12 @@ fn grow_head(head: &mut Vec<u8>, add: usize) {
 }
 
 impl StreamHandler for ConnAnalyzer {
+    #[inline]
+    fn prefetch(&self, dir: Dir) {
+        prefetch_index(&self.heads, dir.idx());
+        self.tls.prefetch(dir);
+    }
+
     #[inline]
     fn on_chunk(&mut self, dir: Dir, chunk: Chunk<'_>, ctx: &Ctx) -> Consumed {
         let i = dir.idx();

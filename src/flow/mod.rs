@@ -28,18 +28,19 @@
 //! per packet when nothing expires.
 
 mod deadlines;
+mod index;
 pub mod key;
 pub mod reassembly;
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
-use hashbrown::HashTable;
-use hashbrown::hash_table::Entry;
+use prefetch_index::prefetch_index;
 
 use crate::capture::Timestamp;
 use crate::decode::{Endpoint, TcpFlags, TcpSegment};
 use deadlines::{Deadline, Deadlines, Kind};
+use index::Index;
 pub use key::{Dir, FlowKey};
 pub use reassembly::{Chunk, Consumed, Limits, Reassembler, SeqNum, Stats};
 
@@ -60,6 +61,11 @@ pub trait StreamHandler {
     /// Whether the handler still needs `dir`'s bytes; once false, reassembly of that
     /// direction stops and only counting continues.
     fn wants(&self, dir: Dir) -> bool;
+    /// Starts loading into the cache what the next chunk of `dir` will read (a hint; by
+    /// default none).
+    fn prefetch(&self, dir: Dir) {
+        let _ = dir;
+    }
 }
 
 /// Per-direction TCP facts: what every packet reads or updates, kept small and inline in
@@ -628,9 +634,11 @@ type Hasher = foldhash::fast::RandomState;
 /// The flows of one shard.
 pub struct FlowTable<H> {
     cfg: TableConfig,
-    /// Flows inline: a packet's lookup lands on its flow's TCP facts (the map moves
-    /// ~250-byte entries when it grows, which is rare next to packets).
-    flows: HashTable<Flow<H>>,
+    /// Each open flow's hash and place in `slab`: where a flow is, and where its index
+    /// entry is, is known before either is read ([`FlowTable::prefetch`]).
+    flows: Index,
+    /// The open flows, densely (a flow that leaves is replaced by the last one).
+    slab: Vec<Flow<H>>,
     /// Hashes flow keys for `flows`.
     hasher: Hasher,
     tombs: HashMap<FlowKey, Tomb, Hasher>,
@@ -647,7 +655,8 @@ impl<H: StreamHandler + Default> FlowTable<H> {
     pub fn new(cfg: TableConfig) -> FlowTable<H> {
         FlowTable {
             cfg,
-            flows: HashTable::new(),
+            flows: Index::default(),
+            slab: Vec::new(),
             hasher: Hasher::default(),
             tombs: HashMap::default(),
             deadlines: Deadlines::new(),
@@ -683,40 +692,45 @@ impl<H: StreamHandler + Default> FlowTable<H> {
     /// is the capture clock at this frame (at least `ctx.ts`, never decreasing).
     pub fn process(&mut self, seg: &TcpSegment<'_>, ctx: &Ctx, clock: Timestamp) {
         let side = FlowKey::with_side(seg.src, seg.dst);
-        self.process_with(side, seg, ctx, clock, |_| ());
+        let hash = self.hash(&side.0);
+        self.process_with(side, hash, seg, ctx, clock, |_| ());
     }
 
-    /// [`FlowTable::process`] for a segment whose key and side the caller has computed
-    /// (they are `FlowKey::with_side(seg.src, seg.dst)`); `then` sees the flow when it is
-    /// still open afterwards, and its result is returned. One hash lookup for a packet of
-    /// an open flow.
+    /// The hash of `key` in this table (for [`FlowTable::process_with`] and
+    /// [`FlowTable::prefetch`]).
+    #[inline]
+    pub fn hash(&self, key: &FlowKey) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// [`FlowTable::process`] for a segment whose key, side and hash the caller has
+    /// computed (they are `FlowKey::with_side(seg.src, seg.dst)` and
+    /// [`FlowTable::hash`] of the key); `then` sees the flow when it is still open
+    /// afterwards, and its result is returned. One hash lookup for a packet of an open
+    /// flow.
     pub fn process_with<R>(
         &mut self,
         (key, src_is_lo): (FlowKey, bool),
+        hash: u64,
         seg: &TcpSegment<'_>,
         ctx: &Ctx,
         clock: Timestamp,
         then: impl FnOnce(&mut Flow<H>) -> R,
     ) -> Option<R> {
         debug_assert_eq!((key, src_is_lo), FlowKey::with_side(seg.src, seg.dst));
+        debug_assert_eq!(hash, self.hash(&key));
         self.advance(clock);
         let here = Decided::at_packet(self.clock, ctx.frame);
         let cfg = self.cfg;
-        let hash = self.hasher.hash_one(key);
-        let hasher = &self.hasher;
-        let slot = self
-            .flows
-            .entry(hash, |f| f.key == key, |f| hasher.hash_one(f.key));
-        let flow = match slot {
-            Entry::Occupied(e) if !e.get().is_reuse(seg, e.get().dir_of_side(src_is_lo)) => {
-                e.into_mut()
-            }
-            Entry::Occupied(e) => {
-                let (old, _) = e.remove();
-                self.retire(key, old, EndReason::PortReuse, here);
+        let at = match self.place(hash, &key) {
+            Some(at) if !self.slab[at].is_reuse(seg, self.slab[at].dir_of_side(src_is_lo)) => at,
+            Some(_) => {
+                if let Some(old) = self.take(&key) {
+                    self.retire(key, old, EndReason::PortReuse, here);
+                }
                 self.open((key, src_is_lo), hash, seg, ctx, here)
             }
-            Entry::Vacant(_) => {
+            None => {
                 if let Some(tomb) = self.tombs.get_mut(&key) {
                     if tomb.until >= self.clock.0 && tomb.absorbs(seg) {
                         self.late += 1;
@@ -727,6 +741,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
                 self.open((key, src_is_lo), hash, seg, ctx, here)
             }
         };
+        let flow = &mut self.slab[at];
         // The wait follows FINs, RSTs and the ACK of a FIN: a packet can shorten it only if
         // it carries a FIN or RST, or once a FIN was seen (most packets do neither).
         let closing =
@@ -744,8 +759,8 @@ impl<H: StreamHandler + Default> FlowTable<H> {
         Some(r)
     }
 
-    /// Adds a new flow for `seg` (evicting if the table is full) and returns it. `hash`
-    /// is the key's; `side` as for [`FlowTable::process_with`].
+    /// Adds a new flow for `seg` (evicting if the table is full) and returns its place in
+    /// the slab. `hash` is the key's; `side` as for [`FlowTable::process_with`].
     fn open(
         &mut self,
         side: (FlowKey, bool),
@@ -753,32 +768,90 @@ impl<H: StreamHandler + Default> FlowTable<H> {
         seg: &TcpSegment<'_>,
         ctx: &Ctx,
         here: Decided,
-    ) -> &mut Flow<H> {
+    ) -> usize {
         let cfg = self.cfg;
-        if self.flows.len() >= cfg.max_flows {
+        if self.slab.len() >= cfg.max_flows {
             self.evict(here);
         }
         let f = Flow::new(side, seg, ctx, cfg.limits, H::default());
         let (kind, deadline) = f.deadline_entry(&cfg);
         self.deadlines.push(kind, deadline);
-        self.peak = self.peak.max(self.flows.len() + 1);
-        let hasher = &self.hasher;
-        self.flows
-            .insert_unique(hash, f, |f| hasher.hash_one(f.key))
-            .into_mut()
+        let at = self.slab.len();
+        self.peak = self.peak.max(at + 1);
+        self.slab.push(f);
+        self.flows.insert(hash, at as u32);
+        at
+    }
+
+    /// The place in the slab of the open flow of `key`, whose hash is `hash`.
+    #[inline]
+    fn place(&self, hash: u64, key: &FlowKey) -> Option<usize> {
+        let slab = &self.slab;
+        let at = self.flows.find(hash, |at| slab[at as usize].key == *key)?;
+        Some(at as usize)
     }
 
     /// The open flow of `key`.
     fn flow(&self, key: &FlowKey) -> Option<&Flow<H>> {
-        self.flows
-            .find(self.hasher.hash_one(key), |f| f.key == *key)
+        let at = self.place(self.hasher.hash_one(key), key)?;
+        Some(&self.slab[at])
     }
 
-    /// Takes the open flow of `key` out of the table.
+    /// The first of three hints a worker gives for a segment a few places ahead, so that
+    /// the cache misses of different segments overlap (hints only: nothing changes, and a
+    /// flow whose hash equals the key's is taken for its flow). First: load the index
+    /// line where the lookup of `hash` ([`FlowTable::hash`]) starts.
+    #[inline]
+    pub fn prefetch_slot(&self, hash: u64) {
+        self.flows.prefetch(hash);
+    }
+
+    /// The second hint, once the index line is in: load the flow's first lines (its key
+    /// and per-packet TCP facts) and the line of its body pointer.
+    #[inline]
+    pub fn prefetch_flow(&self, hash: u64) {
+        if let Some(f) = self.any_flow_of(hash) {
+            prefetch_index(std::slice::from_ref(f), 0);
+            prefetch_index(std::slice::from_ref(&f.a_is_lo), 0);
+            prefetch_index(std::slice::from_ref(&f.body), 0);
+        }
+    }
+
+    /// The third hint, once the flow is in: load the state of the byte stream that a
+    /// segment from the key's low end (when `src_is_lo`) or high end feeds, and of its
+    /// handler.
+    #[inline]
+    pub fn prefetch_stream(&self, hash: u64, src_is_lo: bool) {
+        if let Some(f) = self.any_flow_of(hash) {
+            let dir = f.dir_of_side(src_is_lo);
+            f.body.streams[dir.idx()].prefetch();
+            f.body.handler.prefetch(dir);
+        }
+    }
+
+    /// The first open flow of the index with this hash: the flow of a key of that hash,
+    /// but for a collision.
+    #[inline]
+    fn any_flow_of(&self, hash: u64) -> Option<&Flow<H>> {
+        let at = self.flows.find(hash, |_| true)?;
+        self.slab.get(at as usize)
+    }
+
+    /// Takes the open flow of `key` out of the table. The last flow of the slab moves
+    /// into its place.
     fn take(&mut self, key: &FlowKey) -> Option<Flow<H>> {
         let hash = self.hasher.hash_one(key);
-        let found = self.flows.find_entry(hash, |f| f.key == *key).ok()?;
-        Some(found.remove().0)
+        let slab = &self.slab;
+        let at = self
+            .flows
+            .remove(hash, |at| slab[at as usize].key == *key)?;
+        let flow = self.slab.swap_remove(at as usize);
+        if let Some(moved) = self.slab.get(at as usize) {
+            let last = self.slab.len() as u32;
+            let replaced = self.flows.replace(self.hash(&moved.key), last, at);
+            debug_assert!(replaced);
+        }
+        Some(flow)
     }
 
     /// Moves the capture clock to `clock` (never back) and ends every flow whose deadline
@@ -887,7 +960,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
         }
         let cfg = self.cfg;
         let mut entries = Vec::with_capacity(live);
-        entries.extend(self.flows.iter().map(|f| f.deadline_entry(&cfg)));
+        entries.extend(self.slab.iter().map(|f| f.deadline_entry(&cfg)));
         entries.extend(self.tombs.iter().map(|(&key, t)| {
             let deadline = Deadline {
                 at: t.until,
@@ -903,7 +976,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
     /// Evicts the least recently active eighth of the table (at least one flow).
     fn evict(&mut self, here: Decided) {
         let mut by_age: Vec<(u64, FlowKey)> =
-            self.flows.iter().map(|f| (f.last_frame, f.key)).collect();
+            self.slab.iter().map(|f| (f.last_frame, f.key)).collect();
         by_age.sort_unstable();
         let n = (by_age.len() / 8).max(1);
         for (_, k) in by_age.into_iter().take(n) {
@@ -926,7 +999,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
     /// finished; returns them all.
     pub fn finish_all(&mut self) -> std::vec::Drain<'_, Finished<H>> {
         let mut keys: Vec<(u64, FlowKey)> =
-            self.flows.iter().map(|f| (f.first_frame, f.key)).collect();
+            self.slab.iter().map(|f| (f.first_frame, f.key)).collect();
         keys.sort_unstable();
         for (first_frame, k) in keys {
             let decided = Decided {

@@ -16,6 +16,8 @@ pub mod names;
 
 use std::sync::Arc;
 
+use prefetch_index::prefetch_index;
+
 use crate::capture::Timestamp;
 use crate::flow::{Chunk, Consumed, Ctx, Dir};
 use cert::CertSummary;
@@ -289,6 +291,13 @@ impl TlsAnalyzer {
             Mode::Tls => !(d.encrypted && d.encrypted_records as usize >= MAX_RECORD_SIGS),
             Mode::NotTls => false,
         }
+    }
+
+    /// Starts loading into the cache the state that the next chunk of `dir` reads (a
+    /// hint only).
+    #[inline]
+    pub fn prefetch(&self, dir: Dir) {
+        prefetch_index(&self.dirs, dir.idx());
     }
 
     /// Feeds one chunk of `dir`'s stream. Its bytes are skipped unread when they all lie
