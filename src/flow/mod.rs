@@ -69,7 +69,7 @@ pub trait StreamHandler {
 }
 
 /// Per-direction TCP facts: what every packet reads or updates, kept small and inline in
-/// the flow table's slot (the byte stream lives in the flow's [`Body`]). The optional
+/// the flow (the byte stream lives in the flow's [`Body`]). The optional
 /// numbers are stored bare, with a bit each in `has`; those set once per direction (its
 /// first data frame, its SYN's sequence number, its interface) live in `Firsts`,
 /// further from the key. The key and both halves then share two cache lines.
@@ -212,8 +212,8 @@ pub enum EndReason {
 
 /// One TCP connection: its key, endpoints, counters, and its stream handler.
 ///
-/// The flow table keeps flows inline in its slots, with their keys inside, so that a
-/// packet finds its flow's TCP facts in the cache lines its lookup compared the key in.
+/// The flow table keeps flows in a slab, found through its index; a packet finds its
+/// flow's TCP facts in the cache lines its lookup compared the key in.
 /// The key and the fields every packet touches come first (`repr(C)` keeps that order)
 /// and fill the first two of its four cache lines (it is aligned to them); the streams
 /// and analyzers sit behind one pointer in [`Flow::body`].
