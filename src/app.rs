@@ -428,7 +428,7 @@ impl<'n> Shard<'n> {
 
     fn segment(
         &mut self,
-        side: (FlowKey, bool),
+        side: (&FlowKey, bool),
         hash: u64,
         seg: &TcpSegment<'_>,
         frame: u64,
@@ -549,7 +549,7 @@ impl<K: FnMut(ToPrinter) -> bool> Reader<'_, '_, K> {
                 let (key, src_is_lo) = FlowKey::with_side(seg.src, seg.dst);
                 if let Some(shard) = &mut self.inline {
                     let hash = shard.table.hash(&key);
-                    let side = (key, src_is_lo);
+                    let side = (&key, src_is_lo);
                     shard.segment(side, hash, &seg, frame.number, frame.ts, self.clock);
                     self.pending += 1;
                     if self.pending >= INLINE_FLUSH {
@@ -682,8 +682,14 @@ fn worker(ch: WorkerChannels, mut shard: Shard<'_>) {
         }
         for (i, m) in segs.iter().enumerate() {
             // What the segments a few places ahead will read, asked for now so that the
-            // loads overlap: their metadata and index line, then their flow, then its
+            // loads overlap: their metadata, their index line, then their flow, then its
             // byte stream and their payload.
+            if let Some(a) = segs.get(i + 2 * SLOT_AHEAD) {
+                // Written by the reader's core: not in this one's cache.
+                prefetch_index(std::slice::from_ref(&a.key), 0);
+                prefetch_index(std::slice::from_ref(&a.clock), 0);
+                prefetch_index(std::slice::from_ref(&a.len), 0);
+            }
             if let Some(a) = segs.get(i + SLOT_AHEAD) {
                 let hash = shard.table.hash(&a.key);
                 hashes[(i + SLOT_AHEAD) % HASHES] = hash;
@@ -709,7 +715,7 @@ fn worker(ch: WorkerChannels, mut shard: Shard<'_>) {
                 wire_len: m.wire_len,
                 ifindex: m.ifindex,
             };
-            shard.segment((m.key, m.src_is_lo), hash, &seg, m.frame, m.ts, m.clock);
+            shard.segment((&m.key, m.src_is_lo), hash, &seg, m.frame, m.ts, m.clock);
         }
         shard.advance(batch.clock);
         let msg = ToPrinter::Progress {

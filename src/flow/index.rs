@@ -66,7 +66,7 @@ impl Index {
     }
 
     /// The slot of the first entry of `hash` whose place `is` accepts.
-    #[inline]
+    #[inline(always)]
     fn slot(&self, hash: u64, mut is: impl FnMut(u32) -> bool) -> Option<usize> {
         let mask = self.mask();
         let mut i = self.home(hash);
@@ -83,7 +83,8 @@ impl Index {
     }
 
     /// The first place of `hash` that `is` accepts (`is` sees only places of `hash`).
-    #[inline]
+    /// Inlined: it runs for every segment, up to three times (see [`Index::prefetch`]).
+    #[inline(always)]
     pub fn find(&self, hash: u64, is: impl FnMut(u32) -> bool) -> Option<u32> {
         self.slot(hash, is).map(|i| self.slots[i].at)
     }

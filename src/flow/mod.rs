@@ -691,9 +691,9 @@ impl<H: StreamHandler + Default> FlowTable<H> {
     /// Routes one segment to its flow, creating or replacing the flow as needed. `clock`
     /// is the capture clock at this frame (at least `ctx.ts`, never decreasing).
     pub fn process(&mut self, seg: &TcpSegment<'_>, ctx: &Ctx, clock: Timestamp) {
-        let side = FlowKey::with_side(seg.src, seg.dst);
-        let hash = self.hash(&side.0);
-        self.process_with(side, hash, seg, ctx, clock, |_| ());
+        let (key, src_is_lo) = FlowKey::with_side(seg.src, seg.dst);
+        let hash = self.hash(&key);
+        self.process_with((&key, src_is_lo), hash, seg, ctx, clock, |_| ());
     }
 
     /// The hash of `key` in this table (for [`FlowTable::process_with`] and
@@ -710,35 +710,35 @@ impl<H: StreamHandler + Default> FlowTable<H> {
     /// flow.
     pub fn process_with<R>(
         &mut self,
-        (key, src_is_lo): (FlowKey, bool),
+        (key, src_is_lo): (&FlowKey, bool),
         hash: u64,
         seg: &TcpSegment<'_>,
         ctx: &Ctx,
         clock: Timestamp,
         then: impl FnOnce(&mut Flow<H>) -> R,
     ) -> Option<R> {
-        debug_assert_eq!((key, src_is_lo), FlowKey::with_side(seg.src, seg.dst));
-        debug_assert_eq!(hash, self.hash(&key));
+        debug_assert_eq!((*key, src_is_lo), FlowKey::with_side(seg.src, seg.dst));
+        debug_assert_eq!(hash, self.hash(key));
         self.advance(clock);
         let here = Decided::at_packet(self.clock, ctx.frame);
         let cfg = self.cfg;
-        let at = match self.place(hash, &key) {
+        let at = match self.place(hash, key) {
             Some(at) if !self.slab[at].is_reuse(seg, self.slab[at].dir_of_side(src_is_lo)) => at,
             Some(_) => {
-                if let Some(old) = self.take(&key) {
-                    self.retire(key, old, EndReason::PortReuse, here);
+                if let Some(old) = self.take(key) {
+                    self.retire(*key, old, EndReason::PortReuse, here);
                 }
-                self.open((key, src_is_lo), hash, seg, ctx, here)
+                self.open((*key, src_is_lo), hash, seg, ctx, here)
             }
             None => {
-                if let Some(tomb) = self.tombs.get_mut(&key) {
+                if let Some(tomb) = self.tombs.get_mut(key) {
                     if tomb.until >= self.clock.0 && tomb.absorbs(seg) {
                         self.late += 1;
                         return None;
                     }
-                    self.tombs.remove(&key);
+                    self.tombs.remove(key);
                 }
-                self.open((key, src_is_lo), hash, seg, ctx, here)
+                self.open((*key, src_is_lo), hash, seg, ctx, here)
             }
         };
         let flow = &mut self.slab[at];

@@ -297,7 +297,11 @@ impl TlsAnalyzer {
     /// hint only).
     #[inline]
     pub fn prefetch(&self, dir: Dir) {
-        prefetch_index(&self.dirs, dir.idx());
+        let d = &self.dirs[dir.idx()];
+        prefetch_index(std::slice::from_ref(d), 0);
+        prefetch_index(std::slice::from_ref(&d.mode), 0);
+        prefetch_index(std::slice::from_ref(&d.skip), 0);
+        prefetch_index(std::slice::from_ref(&d.offset), 0);
     }
 
     /// Feeds one chunk of `dir`'s stream. Its bytes are skipped unread when they all lie
