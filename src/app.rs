@@ -75,7 +75,8 @@ use crate::report::{self, Drops, FlowRecord, SCHEMA_VERSION, Summary};
 /// stream that goes quiet flushes its batches at once (see `Reader::idle`), so this does
 /// not delay records of a live capture.
 const BATCH: usize = 2048;
-/// With one thread, segments analyzed between two hand-overs of records to the printer.
+/// With one thread, segments the reader gathers before it runs them (as a worker runs a
+/// batch) and hands their records to the printer.
 const INLINE_FLUSH: usize = 512;
 /// Groups of written records on their way back to a worker.
 const RETURN_DEPTH: usize = 64;
@@ -456,6 +457,55 @@ impl<'n> Shard<'n> {
         }
     }
 
+    /// Processes a batch's segments in order, hinting what the segments a few places
+    /// ahead will read so that their cache misses overlap with this segment's work.
+    fn run(&mut self, batch: &Batch) {
+        let segs = &batch.segs;
+        // The flow-table hashes of the segments up to SLOT_AHEAD places ahead, by index
+        // modulo their count.
+        let mut hashes = [0u64; HASHES];
+        for (h, m) in hashes.iter_mut().zip(segs.iter().take(SLOT_AHEAD)) {
+            *h = self.table.hash(&m.key);
+        }
+        for (i, m) in segs.iter().enumerate() {
+            // What the segments a few places ahead will read, asked for now so that the
+            // loads overlap: their metadata, their index line, then their flow, then its
+            // byte stream and their payload.
+            if let Some(a) = segs.get(i + 2 * SLOT_AHEAD) {
+                // Written by the reader's core: not in this one's cache.
+                prefetch_index(std::slice::from_ref(&a.key), 0);
+                prefetch_index(std::slice::from_ref(&a.clock), 0);
+                prefetch_index(std::slice::from_ref(&a.len), 0);
+            }
+            if let Some(a) = segs.get(i + SLOT_AHEAD) {
+                let hash = self.table.hash(&a.key);
+                hashes[(i + SLOT_AHEAD) % HASHES] = hash;
+                self.table.prefetch_slot(hash);
+            }
+            if segs.len() > i + FLOW_AHEAD {
+                self.table.prefetch_flow(hashes[(i + FLOW_AHEAD) % HASHES]);
+            }
+            if let Some(a) = segs.get(i + STREAM_AHEAD) {
+                let hash = hashes[(i + STREAM_AHEAD) % HASHES];
+                self.table.prefetch_stream(hash, a.src_is_lo);
+                prefetch_index(batch.payload(a), 0);
+            }
+            let hash = hashes[i % HASHES];
+            let (src, dst) = m.key.endpoints(m.src_is_lo);
+            let seg = TcpSegment {
+                src,
+                dst,
+                seq: m.seq,
+                ack: m.ack,
+                flags: m.flags,
+                payload: batch.payload(m),
+                wire_len: m.wire_len,
+                ifindex: m.ifindex,
+            };
+            self.segment((&m.key, m.src_is_lo), hash, &seg, m.frame, m.ts, m.clock);
+        }
+    }
+
     fn advance(&mut self, clock: Timestamp) {
         self.table.advance(clock);
         self.collect();
@@ -524,7 +574,6 @@ struct Reader<'n, 's, K> {
     unsupported: Option<LinkType>,
     clock: Timestamp,
     frames: u64,
-    pending: usize,
     stream: bool,
     last_data: Instant,
     clock_at_data: Timestamp,
@@ -547,12 +596,10 @@ impl<K: FnMut(ToPrinter) -> bool> Reader<'_, '_, K> {
             Ok(seg) => {
                 self.counts.decoded += 1;
                 let (key, src_is_lo) = FlowKey::with_side(seg.src, seg.dst);
-                if let Some(shard) = &mut self.inline {
-                    let hash = shard.table.hash(&key);
-                    let side = (&key, src_is_lo);
-                    shard.segment(side, hash, &seg, frame.number, frame.ts, self.clock);
-                    self.pending += 1;
-                    if self.pending >= INLINE_FLUSH {
+                if self.inline.is_some() {
+                    // Run at the next flush, as a worker runs a batch.
+                    self.batches[0].push((key, src_is_lo), &seg, frame, self.clock);
+                    if self.batches[0].segs.len() >= INLINE_FLUSH {
                         self.flush();
                     }
                 } else {
@@ -604,8 +651,9 @@ impl<K: FnMut(ToPrinter) -> bool> Reader<'_, '_, K> {
 
     /// Sends every worker its batch (possibly empty: it carries the clock).
     fn flush(&mut self) {
-        self.pending = 0;
         if let Some(shard) = &mut self.inline {
+            shard.run(&self.batches[0]);
+            self.batches[0].clear();
             shard.advance(self.clock);
             let msg = ToPrinter::Progress {
                 shard: 0,
@@ -673,50 +721,7 @@ fn worker(ch: WorkerChannels, mut shard: Shard<'_>) {
         while let Ok(spent) = ch.returned.try_recv() {
             shard.out.recycle(spent);
         }
-        let segs = &batch.segs;
-        // The flow-table hashes of the segments up to SLOT_AHEAD places ahead, by index
-        // modulo their count.
-        let mut hashes = [0u64; HASHES];
-        for (h, m) in hashes.iter_mut().zip(segs.iter().take(SLOT_AHEAD)) {
-            *h = shard.table.hash(&m.key);
-        }
-        for (i, m) in segs.iter().enumerate() {
-            // What the segments a few places ahead will read, asked for now so that the
-            // loads overlap: their metadata, their index line, then their flow, then its
-            // byte stream and their payload.
-            if let Some(a) = segs.get(i + 2 * SLOT_AHEAD) {
-                // Written by the reader's core: not in this one's cache.
-                prefetch_index(std::slice::from_ref(&a.key), 0);
-                prefetch_index(std::slice::from_ref(&a.clock), 0);
-                prefetch_index(std::slice::from_ref(&a.len), 0);
-            }
-            if let Some(a) = segs.get(i + SLOT_AHEAD) {
-                let hash = shard.table.hash(&a.key);
-                hashes[(i + SLOT_AHEAD) % HASHES] = hash;
-                shard.table.prefetch_slot(hash);
-            }
-            if segs.len() > i + FLOW_AHEAD {
-                shard.table.prefetch_flow(hashes[(i + FLOW_AHEAD) % HASHES]);
-            }
-            if let Some(a) = segs.get(i + STREAM_AHEAD) {
-                let hash = hashes[(i + STREAM_AHEAD) % HASHES];
-                shard.table.prefetch_stream(hash, a.src_is_lo);
-                prefetch_index(batch.payload(a), 0);
-            }
-            let hash = hashes[i % HASHES];
-            let (src, dst) = m.key.endpoints(m.src_is_lo);
-            let seg = TcpSegment {
-                src,
-                dst,
-                seq: m.seq,
-                ack: m.ack,
-                flags: m.flags,
-                payload: batch.payload(m),
-                wire_len: m.wire_len,
-                ifindex: m.ifindex,
-            };
-            shard.segment((&m.key, m.src_is_lo), hash, &seg, m.frame, m.ts, m.clock);
-        }
+        shard.run(&batch);
         shard.advance(batch.clock);
         let msg = ToPrinter::Progress {
             shard: index,
@@ -1588,7 +1593,10 @@ fn pipeline(
     let n = threads.max(1);
     let mut source = Some(source);
     let new_reader = |senders: Vec<SyncSender<Batch>>, spent: Option<Receiver<Batch>>| Reader {
-        batches: (0..senders.len()).map(|_| Batch::default()).collect(),
+        // One for the inline shard when there are no workers.
+        batches: (0..senders.len().max(1))
+            .map(|_| Batch::default())
+            .collect(),
         spent,
         shards: senders.len().max(1),
         inline: senders.is_empty().then(|| Shard::new(cfg, 1, 0, name)),
@@ -1598,7 +1606,6 @@ fn pipeline(
         unsupported: None,
         clock: Timestamp(i64::MIN),
         frames: 0,
-        pending: 0,
         stream,
         last_data: Instant::now(),
         clock_at_data: Timestamp(i64::MIN),
@@ -1709,7 +1716,6 @@ impl<'n, 's> Reader<'n, 's, ()> {
             unsupported,
             clock,
             frames,
-            pending,
             stream,
             last_data,
             clock_at_data,
@@ -1727,7 +1733,6 @@ impl<'n, 's> Reader<'n, 's, ()> {
             unsupported,
             clock,
             frames,
-            pending,
             stream,
             last_data,
             clock_at_data,
