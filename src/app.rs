@@ -649,7 +649,10 @@ impl<K: FnMut(ToPrinter) -> bool> Reader<'_, '_, K> {
         }
     }
 
-    /// Sends every worker its batch (possibly empty: it carries the clock).
+    /// Sends every worker its batch (possibly empty: it carries the clock), or, with one
+    /// thread, runs the gathered segments on the inline shard and hands its records on.
+    /// (Frames without a shared block, from pcapng or live capture, have their payload
+    /// copied into the batch, as for workers.)
     fn flush(&mut self) {
         if let Some(shard) = &mut self.inline {
             shard.run(&self.batches[0]);
@@ -692,7 +695,7 @@ impl<K: FnMut(ToPrinter) -> bool> Reader<'_, '_, K> {
     }
 }
 
-/// How many segments ahead a worker hints at what a segment will read: its index line
+/// How many segments ahead a shard ([`Shard::run`]) hints at what a segment will read: its index line
 /// ([`FlowTable::prefetch_slot`]), its flow ([`FlowTable::prefetch_flow`]), its byte
 /// stream ([`FlowTable::prefetch_stream`]) and payload. Each hint needs the line of the
 /// one before it; a few segments (~a microsecond each) leave it time to arrive.

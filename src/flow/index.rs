@@ -83,7 +83,7 @@ impl Index {
     }
 
     /// The first place of `hash` that `is` accepts (`is` sees only places of `hash`).
-    /// Inlined: it runs for every segment, up to three times (see [`Index::prefetch`]).
+    /// Inlined: it runs for every segment, up to three times (for the hints and the lookup).
     #[inline(always)]
     pub fn find(&self, hash: u64, is: impl FnMut(u32) -> bool) -> Option<u32> {
         self.slot(hash, is).map(|i| self.slots[i].at)

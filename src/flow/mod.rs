@@ -635,7 +635,7 @@ type Hasher = foldhash::fast::RandomState;
 pub struct FlowTable<H> {
     cfg: TableConfig,
     /// Each open flow's hash and place in `slab`: where a flow is, and where its index
-    /// entry is, is known before either is read ([`FlowTable::prefetch`]).
+    /// entry is, is known before either is read ([`FlowTable::prefetch_slot`]).
     flows: Index,
     /// The open flows, densely (a flow that leaves is replaced by the last one).
     slab: Vec<Flow<H>>,
@@ -697,7 +697,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
     }
 
     /// The hash of `key` in this table (for [`FlowTable::process_with`] and
-    /// [`FlowTable::prefetch`]).
+    /// [`FlowTable::prefetch_slot`]).
     #[inline]
     pub fn hash(&self, key: &FlowKey) -> u64 {
         self.hasher.hash_one(key)
