@@ -66,7 +66,7 @@ use crate::capture::{
     CaptureError, CaptureReader, ChunkReader, Event, Frame, LinkType, SharedBlock, Timestamp,
 };
 use crate::decode::{self, Endpoint, TcpFlags, TcpSegment};
-use crate::flow::{Ctx, Decided, FlowKey, FlowTable, TableConfig};
+use crate::flow::{Ctx, Decided, FlowKey, FlowTable, TableConfig, prefetch_line};
 use crate::report::table::TableWriter;
 use crate::report::{self, Drops, FlowRecord, SCHEMA_VERSION, Summary};
 
@@ -473,9 +473,9 @@ impl<'n> Shard<'n> {
             // byte stream and their payload.
             if let Some(a) = segs.get(i + 2 * SLOT_AHEAD) {
                 // Written by the reader's core: not in this one's cache.
-                prefetch_index(std::slice::from_ref(&a.key), 0);
-                prefetch_index(std::slice::from_ref(&a.clock), 0);
-                prefetch_index(std::slice::from_ref(&a.len), 0);
+                prefetch_line(&a.key);
+                prefetch_line(&a.clock);
+                prefetch_line(&a.len);
             }
             if let Some(a) = segs.get(i + SLOT_AHEAD) {
                 let hash = self.table.hash(&a.key);

@@ -7,9 +7,7 @@
 pub mod plain;
 pub mod tls;
 
-use prefetch_index::prefetch_index;
-
-use crate::flow::{Chunk, Consumed, Ctx, Dir, StreamHandler};
+use crate::flow::{Chunk, Consumed, Ctx, Dir, StreamHandler, prefetch_line};
 use tls::TlsAnalyzer;
 
 /// All analyzers of one connection.
@@ -50,7 +48,7 @@ fn grow_head(head: &mut Vec<u8>, add: usize) {
 impl StreamHandler for ConnAnalyzer {
     #[inline]
     fn prefetch(&self, dir: Dir) {
-        prefetch_index(&self.heads, dir.idx());
+        prefetch_line(&self.heads[dir.idx()]);
         self.tls.prefetch(dir);
     }
 

@@ -68,6 +68,14 @@ pub trait StreamHandler {
     }
 }
 
+/// Starts loading the cache line that holds the start of `value` (a hint: nothing is read,
+/// and a wrong guess only costs a load). The hints of the flow table, the streams and the
+/// analyzers are made of these.
+#[inline(always)]
+pub fn prefetch_line<T>(value: &T) {
+    prefetch_index(std::slice::from_ref(value), 0);
+}
+
 /// Per-direction TCP facts: what every packet reads or updates, kept small and inline in
 /// the flow (the byte stream lives in the flow's [`Body`]). The optional
 /// numbers are stored bare, with a bit each in `has`; those set once per direction (its
@@ -793,7 +801,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
 
     /// The open flow of `key`.
     fn flow(&self, key: &FlowKey) -> Option<&Flow<H>> {
-        let at = self.place(self.hasher.hash_one(key), key)?;
+        let at = self.place(self.hash(key), key)?;
         Some(&self.slab[at])
     }
 
@@ -811,9 +819,9 @@ impl<H: StreamHandler + Default> FlowTable<H> {
     #[inline]
     pub fn prefetch_flow(&self, hash: u64) {
         if let Some(f) = self.any_flow_of(hash) {
-            prefetch_index(std::slice::from_ref(f), 0);
-            prefetch_index(std::slice::from_ref(&f.a_is_lo), 0);
-            prefetch_index(std::slice::from_ref(&f.body), 0);
+            prefetch_line(f);
+            prefetch_line(&f.a_is_lo);
+            prefetch_line(&f.body);
         }
     }
 
@@ -840,7 +848,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
     /// Takes the open flow of `key` out of the table. The last flow of the slab moves
     /// into its place.
     fn take(&mut self, key: &FlowKey) -> Option<Flow<H>> {
-        let hash = self.hasher.hash_one(key);
+        let hash = self.hash(key);
         let slab = &self.slab;
         let at = self
             .flows

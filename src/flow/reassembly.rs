@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 
-use prefetch_index::prefetch_index;
+use super::prefetch_line;
 
 /// Default of [`Limits::retransmit_window`].
 ///
@@ -169,13 +169,13 @@ impl Reassembler {
     /// of its state (a hint only).
     #[inline]
     pub fn prefetch(&self) {
-        prefetch_index(std::slice::from_ref(self), 0);
-        prefetch_index(std::slice::from_ref(&self.base), 0);
-        prefetch_index(std::slice::from_ref(&self.next), 0);
-        prefetch_index(std::slice::from_ref(&self.pending), 0);
-        prefetch_index(std::slice::from_ref(&self.recent_end), 0);
-        prefetch_index(std::slice::from_ref(&self.active), 0);
-        prefetch_index(std::slice::from_ref(&self.stats), 0);
+        prefetch_line(self);
+        prefetch_line(&self.base);
+        prefetch_line(&self.next);
+        prefetch_line(&self.pending);
+        prefetch_line(&self.recent_end);
+        prefetch_line(&self.active);
+        prefetch_line(&self.stats);
     }
 
     /// A direction that has seen nothing yet.

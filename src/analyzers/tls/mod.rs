@@ -16,10 +16,8 @@ pub mod names;
 
 use std::sync::Arc;
 
-use prefetch_index::prefetch_index;
-
 use crate::capture::Timestamp;
-use crate::flow::{Chunk, Consumed, Ctx, Dir};
+use crate::flow::{Chunk, Consumed, Ctx, Dir, prefetch_line};
 use cert::CertSummary;
 use hello::{ClientHello, ServerHello};
 
@@ -298,10 +296,10 @@ impl TlsAnalyzer {
     #[inline]
     pub fn prefetch(&self, dir: Dir) {
         let d = &self.dirs[dir.idx()];
-        prefetch_index(std::slice::from_ref(d), 0);
-        prefetch_index(std::slice::from_ref(&d.mode), 0);
-        prefetch_index(std::slice::from_ref(&d.skip), 0);
-        prefetch_index(std::slice::from_ref(&d.offset), 0);
+        prefetch_line(d);
+        prefetch_line(&d.mode);
+        prefetch_line(&d.skip);
+        prefetch_line(&d.offset);
     }
 
     /// Feeds one chunk of `dir`'s stream. Its bytes are skipped unread when they all lie
