@@ -232,7 +232,7 @@ impl<R: Read> LegacyReader<R> {
             && let Some(i) = self
                 .spares
                 .iter_mut()
-                .position(|b| Arc::get_mut(b).is_some())
+                .rposition(|b| Arc::get_mut(b).is_some())
         {
             return self.spares.swap_remove(i);
         }

@@ -59,7 +59,8 @@ pub trait StreamHandler {
     /// the bytes or skipped them all unread (for a gap, the answer is not used).
     fn on_chunk(&mut self, dir: Dir, chunk: Chunk<'_>, ctx: &Ctx) -> Consumed;
     /// Whether the handler still needs `dir`'s bytes; once false, reassembly of that
-    /// direction stops and only counting continues.
+    /// direction stops and only counting continues. Its answer for `dir` may change only
+    /// when `dir` is fed: the table asks again only then.
     fn wants(&self, dir: Dir) -> bool;
     /// Starts loading into the cache what the next chunk of `dir` will read (a hint; by
     /// default none).
@@ -245,16 +246,17 @@ pub struct Flow<H> {
     pub end: Option<EndReason>,
     /// Byte streams and analyzers.
     pub body: Box<Body<H>>,
-    /// Per-direction numbers set once, indexed by [`Dir::idx`].
-    firsts: [Firsts; 2],
+    /// Frame number of the first packet (with the body pointer: a deadline names the
+    /// flow by it, read on every close and expiry check).
+    pub first_frame: u64,
+    /// Time of the first packet.
+    pub first_ts: Timestamp,
     /// Sender of the first packet seen.
     pub a: Endpoint,
     /// The other end.
     pub b: Endpoint,
-    /// Frame number of the first packet.
-    pub first_frame: u64,
-    /// Time of the first packet.
-    pub first_ts: Timestamp,
+    /// Per-direction numbers set once, indexed by [`Dir::idx`] (read by few packets: last).
+    firsts: [Firsts; 2],
 }
 
 impl<H: StreamHandler> Flow<H> {
@@ -454,16 +456,15 @@ impl<H: StreamHandler> Flow<H> {
                 o.fin_acked |= SeqNum(seg.ack).distance_from(SeqNum(want)) >= 0;
             }
         }
-        // What the handler wants changes only with what it is fed (a packet without
-        // payload leaves its state, and the cache lines holding it, alone).
+        // What the handler wants of a direction changes only with what that direction is
+        // fed (see `StreamHandler::wants`): a packet without payload leaves its state, and
+        // the other direction's, and the cache lines holding them, alone.
         if fed {
             let Body { streams, handler } = &mut **body;
-            for d in [Dir::AtoB, Dir::BtoA] {
-                let (h, stream) = (&mut half[d.idx()], &mut streams[d.idx()]);
-                if h.reassembling && !handler.wants(d) {
-                    stream.stop();
-                    h.reassembling = false;
-                }
+            let h = &mut half[d.idx()];
+            if h.reassembling && !handler.wants(d) {
+                streams[d.idx()].stop();
+                h.reassembling = false;
             }
         }
     }

@@ -11,7 +11,7 @@
 //! field of its type (a pattern without `..`), so a new field does not compile until it is
 //! written here too.
 
-use super::text::{CodePoint, UtcTime, decimal, endpoint_text};
+use super::text::{CodePoint, UtcTime, decimal, endpoint_text, hex4};
 use super::{AlertRecord, Anomaly, FlowRecord, HttpRecord, PairRecord, PerSide, TlsRecord};
 use crate::analyzers::tls::cert::CertSummary;
 use crate::classify::mesh::Identity;
@@ -357,9 +357,9 @@ fn tls(out: &mut Vec<u8>, t: &TlsRecord) {
         number(out, *n as u64)
     });
     k!(out, "client_certificates");
-    list(out, client_certificates, cert);
+    list(out, client_certificates, |out, c| cert(out, c));
     k!(out, "server_certificates");
-    list(out, server_certificates, cert);
+    list(out, server_certificates, |out, c| cert(out, c));
     k!(out, "resumed");
     boolean(out, *resumed);
     k!(out, "resumed_by");
@@ -467,21 +467,15 @@ fn strings(out: &mut Vec<u8>, items: &[String]) {
     list(out, items, |out, s| string(out, s));
 }
 
-/// A list of code points. A ClientHello lists dozens (its cipher suites, groups), so each
-/// is written with its comma as one fixed-size copy, and the first comma becomes the `[`.
-fn code_points(out: &mut Vec<u8>, items: &[CodePoint]) {
+/// A list of 16-bit code points (`"0x%04x"` each). A ClientHello lists dozens (its cipher
+/// suites, groups), so each is written with its comma as one fixed-size copy, and the
+/// first comma becomes the `[`.
+fn code_points(out: &mut Vec<u8>, items: &[u16]) {
     out.reserve(items.len() * 9 + 2);
     let start = out.len();
-    for c in items {
-        match c.hex16() {
-            Some(h) => {
-                out.extend_from_slice(&[b',', b'"', b'0', b'x', h[0], h[1], h[2], h[3], b'"'])
-            }
-            None => {
-                out.push(b',');
-                c.text().write_quoted_to(out);
-            }
-        }
+    for &c in items {
+        let h = hex4(c);
+        out.extend_from_slice(&[b',', b'"', b'0', b'x', h[0], h[1], h[2], h[3], b'"']);
     }
     match out.get_mut(start) {
         Some(b) => *b = b'[',
@@ -799,17 +793,14 @@ mod tests {
                 alpn_offered: Some(vec!["istio-peer-exchange".into(), "istio".into()]),
                 alpn_selected: Some("h2".into()),
                 client_hello_version: Some(CodePoint::new(0x0303)),
-                supported_versions_offered: Some(vec![
-                    CodePoint::new(0x0a0a),
-                    CodePoint::new(0x0304),
-                ]),
+                supported_versions_offered: Some(vec![0x0a0a, 0x0304]),
                 version: Some(CodePoint::new(0x0304)),
                 version_name: Some("TLS 1.3".into()),
                 cipher: Some(CodePoint::sslv2_cipher(0x0700c0)),
                 cipher_name: Some("TLS_AES_128_GCM_SHA256"),
-                ciphers_offered: vec![CodePoint::new(0x1301), CodePoint::new(0x00ff)],
-                groups_offered: vec![CodePoint::new(0x001d)],
-                key_share_groups: vec![CodePoint::new(0x11ec), CodePoint::new(0)],
+                ciphers_offered: vec![0x1301, 0x00ff, 0xffff],
+                groups_offered: vec![0x001d],
+                key_share_groups: vec![0x11ec, 0],
                 alerts: vec![
                     AlertRecord {
                         from: "server",
@@ -835,8 +826,8 @@ mod tests {
                 client_certificate_count: Some(2),
                 server_certificate: true,
                 server_certificate_count: Some(usize::MAX),
-                client_certificates: vec![cert("client")],
-                server_certificates: vec![cert("leaf"), cert("ca")],
+                client_certificates: vec![cert("client").into()],
+                server_certificates: vec![cert("leaf").into(), cert("ca").into()],
                 resumed: true,
                 resumed_by: Some("psk"),
                 hello_retry_request: true,

@@ -10,6 +10,7 @@ pub mod table;
 pub mod text;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -79,8 +80,9 @@ pub struct TlsRecord {
     pub alpn_selected: Option<String>,
     /// ClientHello legacy version.
     pub client_hello_version: Option<CodePoint>,
-    /// supported_versions offered, GREASE kept.
-    pub supported_versions_offered: Option<Vec<CodePoint>>,
+    /// supported_versions offered, GREASE kept (16-bit code points, printed as hex).
+    #[serde(serialize_with = "text::serialize_opt_code_points")]
+    pub supported_versions_offered: Option<Vec<u16>>,
     /// Negotiated version.
     pub version: Option<CodePoint>,
     /// Its name.
@@ -89,12 +91,16 @@ pub struct TlsRecord {
     pub cipher: Option<CodePoint>,
     /// Its name.
     pub cipher_name: Option<&'static str>,
-    /// Cipher suites offered, in order.
-    pub ciphers_offered: Vec<CodePoint>,
+    /// Cipher suites offered, in order (16-bit code points, printed as hex: the lists of
+    /// the ClientHello, moved here rather than converted).
+    #[serde(serialize_with = "text::serialize_code_points")]
+    pub ciphers_offered: Vec<u16>,
     /// supported_groups offered.
-    pub groups_offered: Vec<CodePoint>,
+    #[serde(serialize_with = "text::serialize_code_points")]
+    pub groups_offered: Vec<u16>,
     /// Groups of the client's key shares.
-    pub key_share_groups: Vec<CodePoint>,
+    #[serde(serialize_with = "text::serialize_code_points")]
+    pub key_share_groups: Vec<u16>,
     /// Plaintext alerts.
     pub alerts: Vec<AlertRecord>,
     /// Encrypted alert records (an alert visible only as a record type/size).
@@ -109,11 +115,12 @@ pub struct TlsRecord {
     pub server_certificate: bool,
     /// Certificates in it.
     pub server_certificate_count: Option<usize>,
-    /// Summaries of the client's chain, when visible (TLS ≤ 1.2; at most 8).
-    pub client_certificates: Vec<CertSummary>,
+    /// Summaries of the client's chain, when visible (TLS ≤ 1.2; at most 8). Shared with
+    /// the analyzers' memo of certificates already summarized, not copied.
+    pub client_certificates: Vec<Arc<CertSummary>>,
     /// Summaries of the server's chain, when visible (at most 8; certificates that do not
     /// parse, or that exceed the reassembly bounds, are counted but not summarized).
-    pub server_certificates: Vec<CertSummary>,
+    pub server_certificates: Vec<Arc<CertSummary>>,
     /// The handshake resumed a session.
     pub resumed: bool,
     /// How: `session_id`, `ticket` or `psk`; null when not resumed.
@@ -367,7 +374,6 @@ fn tls_record(f: TlsFacts, client: Dir, extra: TlsExtra) -> TlsRecord {
         preamble,
         resumed_by,
     } = extra;
-    let hexes = |v: &[u16]| v.iter().map(|&x| CodePoint::new(x)).collect::<Vec<_>>();
     let per = |v: [u64; 2]| PerSide {
         client: v[client.idx()],
         server: v[client.rev().idx()],
@@ -379,6 +385,19 @@ fn tls_record(f: TlsFacts, client: Dir, extra: TlsExtra) -> TlsRecord {
         .map(|c| std::mem::take(&mut c.sni))
         .unwrap_or_default();
     let alpn_offered = client_hello.as_mut().and_then(|c| c.alpn.take());
+    // The code point lists as the hello parsed them (printed as hex when written).
+    let (supported_versions_offered, ciphers_offered, groups_offered, key_share_groups) =
+        client_hello
+            .as_mut()
+            .map(|c| {
+                (
+                    c.supported_versions.take(),
+                    std::mem::take(&mut c.ciphers),
+                    std::mem::take(&mut c.groups),
+                    std::mem::take(&mut c.key_share_groups),
+                )
+            })
+            .unwrap_or_default();
     let ja4 = client_hello
         .as_ref()
         .filter(|c| !c.sslv2)
@@ -392,7 +411,7 @@ fn tls_record(f: TlsFacts, client: Dir, extra: TlsExtra) -> TlsRecord {
         alpn_offered,
         alpn_selected,
         client_hello_version: ch.map(|c| CodePoint::new(c.legacy_version)),
-        supported_versions_offered: ch.and_then(|c| c.supported_versions.as_deref().map(hexes)),
+        supported_versions_offered,
         version: sh.map(|s| CodePoint::new(s.version)),
         version_name: sh.and_then(|s| names::version_name(s.version)),
         cipher: sh.and_then(|s| {
@@ -405,9 +424,9 @@ fn tls_record(f: TlsFacts, client: Dir, extra: TlsExtra) -> TlsRecord {
         cipher_name: sh
             .filter(|s| !s.sslv2)
             .and_then(|s| names::cipher_name(s.cipher)),
-        ciphers_offered: ch.map(|c| hexes(&c.ciphers)).unwrap_or_default(),
-        groups_offered: ch.map(|c| hexes(&c.groups)).unwrap_or_default(),
-        key_share_groups: ch.map(|c| hexes(&c.key_share_groups)).unwrap_or_default(),
+        ciphers_offered,
+        groups_offered,
+        key_share_groups,
         alerts: alerts
             .iter()
             .map(|a| AlertRecord {
@@ -422,10 +441,10 @@ fn tls_record(f: TlsFacts, client: Dir, extra: TlsExtra) -> TlsRecord {
         certificate_request,
         client_certificate: client_certificates.is_some(),
         client_certificate_count: client_certificates,
-        client_certificates: unshare(client_certificate_chain),
+        client_certificates: client_certificate_chain,
         server_certificate: server_certificate_count.is_some(),
         server_certificate_count,
-        server_certificates: unshare(server_certificates),
+        server_certificates,
         resumed: resumed_by.is_some(),
         resumed_by,
         hello_retry_request: hello_retry.is_some(),
@@ -440,15 +459,6 @@ fn tls_record(f: TlsFacts, client: Dir, extra: TlsExtra) -> TlsRecord {
         preamble,
         app_data_records: per(app_data_records),
     }
-}
-
-/// Certificate summaries the analyzers share (with their memo) as owned values: moved
-/// when the flow held the last reference, cloned otherwise.
-fn unshare(chain: Vec<std::sync::Arc<CertSummary>>) -> Vec<CertSummary> {
-    chain
-        .into_iter()
-        .map(|c| std::sync::Arc::try_unwrap(c).unwrap_or_else(|c| (*c).clone()))
-        .collect()
 }
 
 fn end_name(end: Option<EndReason>) -> &'static str {

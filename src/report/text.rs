@@ -42,6 +42,18 @@ const HEX_PAIRS: [u8; 512] = {
     t
 };
 
+/// The four lowercase hex digits of `v` (`0x%04x` without its `0x`).
+pub fn hex4(v: u16) -> [u8; 4] {
+    let [hi, lo] = v.to_be_bytes();
+    let (hi, lo) = (usize::from(hi) * 2, usize::from(lo) * 2);
+    [
+        HEX_PAIRS[hi],
+        HEX_PAIRS[hi + 1],
+        HEX_PAIRS[lo],
+        HEX_PAIRS[lo + 1],
+    ]
+}
+
 /// Text of at most `N` bytes, built on the stack.
 #[derive(Clone, Copy)]
 pub struct StackText<const N: usize> {
@@ -152,16 +164,7 @@ impl CodePoint {
         if self.digits != 4 || self.value > 0xffff {
             return None;
         }
-        let (hi, lo) = (
-            (self.value >> 8) as usize & 0xff,
-            self.value as usize & 0xff,
-        );
-        Some([
-            HEX_PAIRS[2 * hi],
-            HEX_PAIRS[2 * hi + 1],
-            HEX_PAIRS[2 * lo],
-            HEX_PAIRS[2 * lo + 1],
-        ])
+        Some(hex4(self.value as u16))
     }
 
     /// Its text: `0x` and the hex digits (`0x%04x`, or `0x%06x` for SSL 2.0 kinds).
@@ -282,6 +285,23 @@ pub fn endpoint_text(ep: &Endpoint) -> StackText<ENDPOINT_MAX> {
 /// Serializes an endpoint as its text (`serialize_with` of the record's endpoints).
 pub fn serialize_endpoint<S: Serializer>(ep: &Endpoint, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(endpoint_text(ep).as_str())
+}
+
+/// Serializes 16-bit code points (a ClientHello's lists, kept as the hello parsed them) as
+/// the list of their texts, as a list of [`CodePoint`]s would be.
+pub fn serialize_code_points<S: Serializer>(v: &[u16], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|&c| CodePoint::new(c)))
+}
+
+/// [`serialize_code_points`] for a list that may be absent (`null`).
+pub fn serialize_opt_code_points<S: Serializer>(
+    v: &Option<Vec<u16>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => serialize_code_points(v, s),
+        None => s.serialize_none(),
+    }
 }
 
 #[cfg(test)]
