@@ -359,9 +359,11 @@ struct ShardStats {
 }
 
 /// One shard's flow table and the records it has decided but not yet sent.
-struct Shard<'n> {
+struct Shard {
     table: FlowTable<ConnAnalyzer>,
-    name: &'n str,
+    /// The capture's name as its records hold it (one copy per shard: taking a reference
+    /// touches no other core's cache line).
+    capture: Arc<str>,
     early: bool,
     out: Outbox,
 }
@@ -408,15 +410,15 @@ impl Outbox {
     }
 }
 
-impl<'n> Shard<'n> {
-    fn new(cfg: &Config, shards: usize, index: usize, name: &'n str) -> Shard<'n> {
+impl Shard {
+    fn new(cfg: &Config, shards: usize, index: usize, name: &str) -> Shard {
         let table = TableConfig {
             max_flows: cfg.table.max_flows.div_ceil(shards).max(1),
             ..cfg.table
         };
         Shard {
             table: FlowTable::new(table),
-            name,
+            capture: Arc::from(name),
             early: cfg.early,
             out: Outbox {
                 index,
@@ -437,7 +439,7 @@ impl<'n> Shard<'n> {
         clock: Timestamp,
     ) {
         let ctx = Ctx { frame, ts };
-        let (early, name) = (self.early, self.name);
+        let (early, capture) = (self.early, &self.capture);
         let early = self
             .table
             .process_with(side, hash, seg, &ctx, clock, |f| {
@@ -445,7 +447,7 @@ impl<'n> Shard<'n> {
                 // `Option`s, and a record is large.
                 (early && !f.noted && handshake_decided(f.handler())).then(|| {
                     f.noted = true;
-                    let mut r = report::flow_record(f, name);
+                    let mut r = report::flow_record(f, capture);
                     r.end = EARLY_END;
                     r
                 })
@@ -523,16 +525,16 @@ impl<'n> Shard<'n> {
     /// [`Shard::collect`]'s work, out of line: the check above runs after every segment.
     #[inline(never)]
     fn collect_finished(&mut self) {
-        let (name, out) = (self.name, &mut self.out);
+        let (capture, out) = (&self.capture, &mut self.out);
         for f in self.table.take_finished() {
-            out.push(f.decided, report::finished_record(f.flow, name));
+            out.push(f.decided, report::finished_record(f.flow, capture));
         }
     }
 
     fn finish(&mut self) -> ShardStats {
-        let (name, out) = (self.name, &mut self.out);
+        let (capture, out) = (&self.capture, &mut self.out);
         for f in self.table.finish_all() {
-            out.push(f.decided, report::finished_record(f.flow, name));
+            out.push(f.decided, report::finished_record(f.flow, capture));
         }
         ShardStats {
             evicted: self.table.evicted(),
@@ -561,13 +563,13 @@ fn handshake_decided(a: &ConnAnalyzer) -> bool {
 
 /// The reader's state while it reads one input. `K` takes what the inline shard reports
 /// (to the printer, directly or through a channel) and answers whether anyone listens.
-struct Reader<'n, 's, K> {
+struct Reader<'s, K> {
     senders: Vec<SyncSender<Batch>>,
     batches: Vec<Batch>,
     /// Batches the workers are done with, to refill.
     spent: Option<Receiver<Batch>>,
     /// With one shard, the reader runs it itself.
-    inline: Option<Shard<'n>>,
+    inline: Option<Shard>,
     sink: K,
     shards: usize,
     counts: ReadCounts,
@@ -581,7 +583,7 @@ struct Reader<'n, 's, K> {
     progress: Option<&'s Progress>,
 }
 
-impl<K: FnMut(ToPrinter) -> bool> Reader<'_, '_, K> {
+impl<K: FnMut(ToPrinter) -> bool> Reader<'_, K> {
     fn frame(&mut self, frame: &Frame<'_>) -> ControlFlow<()> {
         self.frames = frame.number;
         self.counts.frame(frame.link);
@@ -718,7 +720,7 @@ struct WorkerChannels {
 }
 
 /// One shard worker: owns a flow table; reports records with watermarks.
-fn worker(ch: WorkerChannels, mut shard: Shard<'_>) {
+fn worker(ch: WorkerChannels, mut shard: Shard) {
     let index = shard.out.index;
     for mut batch in ch.batches {
         while let Ok(spent) = ch.returned.try_recv() {
@@ -1705,9 +1707,9 @@ fn pipeline(
     (read, printed)
 }
 
-impl<'n, 's> Reader<'n, 's, ()> {
+impl<'s> Reader<'s, ()> {
     /// The same reader, reporting its inline shard's records to `sink`.
-    fn with_sink<K: FnMut(ToPrinter) -> bool>(self, sink: K) -> Reader<'n, 's, K> {
+    fn with_sink<K: FnMut(ToPrinter) -> bool>(self, sink: K) -> Reader<'s, K> {
         let Reader {
             senders,
             batches,
@@ -1758,7 +1760,7 @@ fn failed_read(why: &str) -> ReadResult {
 /// The reader thread's body: reads the source to its end (or a stop), then finishes.
 fn read_source<K: FnMut(ToPrinter) -> bool>(
     source: Source<'_>,
-    mut reader: Reader<'_, '_, K>,
+    mut reader: Reader<'_, K>,
 ) -> ReadResult {
     let (error, legacy) = match source {
         Source::Capture(mut cr) => {

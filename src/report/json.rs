@@ -891,7 +891,7 @@ mod tests {
     #[test]
     fn empty_and_null_fields_are_written_as_serde_writes_them() {
         let mut r = full();
-        r.capture = String::new();
+        r.capture = "".into();
         r.anomalies.clear();
         r.app_protocol = None;
         r.evidence = vec![String::new()];

@@ -9,6 +9,7 @@ pub mod json;
 pub mod table;
 pub mod text;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -85,8 +86,8 @@ pub struct TlsRecord {
     pub supported_versions_offered: Option<Vec<u16>>,
     /// Negotiated version.
     pub version: Option<CodePoint>,
-    /// Its name.
-    pub version_name: Option<String>,
+    /// Its name (a fixed name, or one made for a draft version).
+    pub version_name: Option<Cow<'static, str>>,
     /// Chosen cipher suite.
     pub cipher: Option<CodePoint>,
     /// Its name.
@@ -182,8 +183,8 @@ pub struct FlowRecord {
     /// Always `"flow"`.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// Capture path as given.
-    pub capture: String,
+    /// Capture path as given (shared by the records of a capture).
+    pub capture: Arc<str>,
     /// Client endpoint.
     #[serde(serialize_with = "text::serialize_endpoint")]
     pub client: Endpoint,
@@ -473,7 +474,7 @@ fn end_name(end: Option<EndReason>) -> &'static str {
 
 /// Builds the record of a flow that goes on (an early record, `--early`): its TLS facts
 /// are copied.
-pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> Box<FlowRecord> {
+pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &Arc<str>) -> Box<FlowRecord> {
     let (r, tls) = record_but_tls(flow, capture);
     let mut r = Box::new(r);
     if let Some((extra, client)) = tls {
@@ -492,7 +493,7 @@ pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &str) -> Box<FlowRecord> 
 /// The record is boxed as soon as it is made (it travels boxed to the printer) and the
 /// TLS part written into the box: a record is about 1.5 KB, and each move of it by value
 /// is a `memcpy` of that size.
-pub fn finished_record(flow: Flow<ConnAnalyzer>, capture: &str) -> Box<FlowRecord> {
+pub fn finished_record(flow: Flow<ConnAnalyzer>, capture: &Arc<str>) -> Box<FlowRecord> {
     let (r, tls) = record_but_tls(&flow, capture);
     let mut r = Box::new(r);
     if let Some((extra, client)) = tls {
@@ -507,7 +508,7 @@ pub fn finished_record(flow: Flow<ConnAnalyzer>, capture: &str) -> Box<FlowRecor
 /// them (when the flow has TLS).
 fn record_but_tls(
     flow: &Flow<ConnAnalyzer>,
-    capture: &str,
+    capture: &Arc<str>,
 ) -> (FlowRecord, Option<(TlsExtra, Dir)>) {
     let roles = classify::roles(flow);
     let c = roles.client;
@@ -536,7 +537,7 @@ fn record_but_tls(
     });
     let record = FlowRecord {
         kind: "flow",
-        capture: capture.to_string(),
+        capture: Arc::clone(capture),
         client: flow.sender(c),
         server: flow.sender(c.rev()),
         client_basis: roles.basis,

@@ -53,7 +53,8 @@ fn cells(r: &FlowRecord) -> ([String; 11], String) {
         .unwrap_or_else(dash),
         tls.and_then(|t| {
             t.version_name
-                .clone()
+                .as_ref()
+                .map(|n| n.to_string())
                 .or_else(|| t.version.map(|v| v.to_string()))
         })
         .unwrap_or_else(dash),

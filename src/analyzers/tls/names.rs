@@ -1,7 +1,9 @@
 //! Names for TLS code points. Unknown values keep their number; nothing here fails.
 
+use std::borrow::Cow;
+
 /// Name of a protocol version, as Wireshark prints it.
-pub fn version_name(v: u16) -> Option<String> {
+pub fn version_name(v: u16) -> Option<Cow<'static, str>> {
     Some(match v {
         0x0002 => "SSL 2.0".into(),
         0x0300 => "SSL 3.0".into(),
@@ -9,8 +11,8 @@ pub fn version_name(v: u16) -> Option<String> {
         0x0302 => "TLS 1.1".into(),
         0x0303 => "TLS 1.2".into(),
         0x0304 => "TLS 1.3".into(),
-        0x7e01..=0x7eff => format!("TLS 1.3 (Facebook draft {})", v & 0xff),
-        0x7f00..=0x7fff => format!("TLS 1.3 (draft {})", v & 0xff),
+        0x7e01..=0x7eff => format!("TLS 1.3 (Facebook draft {})", v & 0xff).into(),
+        0x7f00..=0x7fff => format!("TLS 1.3 (draft {})", v & 0xff).into(),
         _ => return None,
     })
 }
