@@ -652,6 +652,9 @@ pub struct FlowTable<H> {
     hasher: Hasher,
     tombs: HashMap<FlowKey, Tomb, Hasher>,
     deadlines: Deadlines,
+    /// Flows [`FlowTable::expire`] found past their deadline (kept for reuse: it runs for
+    /// every batch of segments).
+    expired: Vec<(Decided, FlowKey)>,
     finished: Vec<Finished<H>>,
     clock: Timestamp,
     evicted: u64,
@@ -669,6 +672,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
             hasher: Hasher::default(),
             tombs: HashMap::default(),
             deadlines: Deadlines::new(),
+            expired: Vec::new(),
             finished: Vec::new(),
             clock: Timestamp(i64::MIN),
             evicted: 0,
@@ -879,7 +883,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
 
     /// Ends what [`FlowTable::advance`] found past its deadline.
     fn expire(&mut self, clock: Timestamp) {
-        let mut expired: Vec<(Decided, FlowKey)> = Vec::new();
+        let mut expired = std::mem::take(&mut self.expired);
         while self.deadlines.next_at() < clock.0 {
             let Some(d) = self.deadlines.pop() else {
                 break;
@@ -917,13 +921,14 @@ impl<H: StreamHandler + Default> FlowTable<H> {
         // A flow with two entries (its timeout and its linger) appears twice, adjacent.
         expired.sort_unstable();
         expired.dedup_by_key(|(_, k)| *k);
-        for (decided, key) in expired {
+        for (decided, key) in expired.drain(..) {
             let reason = match self.flow(&key) {
                 Some(f) if f.is_closed() || f.close_complete() => EndReason::Closed,
                 _ => EndReason::Idle,
             };
             self.end(key, reason, decided);
         }
+        self.expired = expired;
     }
 
     fn end(&mut self, key: FlowKey, reason: EndReason, decided: Decided) {
