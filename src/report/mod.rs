@@ -136,8 +136,8 @@ pub struct TlsRecord {
     pub early_data_offered: bool,
     /// SSL 2.0 hello format.
     pub sslv2: bool,
-    /// JA4 fingerprint of the ClientHello.
-    pub ja4: Option<String>,
+    /// JA4 fingerprint of the ClientHello (shared with the analyzers' memo, not copied).
+    pub ja4: Option<Arc<str>>,
     /// ClientHellos seen.
     pub client_hellos: u32,
     /// Frame that completed the ClientHello.
@@ -402,7 +402,7 @@ fn tls_record(f: TlsFacts, client: Dir, extra: TlsExtra) -> TlsRecord {
     let ja4 = client_hello
         .as_ref()
         .filter(|c| !c.sslv2)
-        .map(|c| String::from(&*c.ja4));
+        .map(|c| Arc::clone(&c.ja4));
     let alpn_selected = server_hello.as_mut().and_then(|s| s.alpn.take());
     let ch = client_hello.as_ref();
     let sh = server_hello.as_ref().or(hello_retry.as_ref());
