@@ -226,7 +226,9 @@ impl<R: Read> LegacyReader<R> {
         self.pos = 0;
     }
 
-    /// A block of at least `size` bytes that no one else holds.
+    /// A block of at least `size` bytes that no one else holds: of the spares, the one
+    /// pushed last that is free again (the most recently used, so the likeliest still in
+    /// a cache when the kernel copies the next read into it).
     fn spare(&mut self, size: usize) -> SharedBlock {
         if size == BLOCK
             && let Some(i) = self
