@@ -4,7 +4,7 @@
 #
 #   benches/compare.sh                 # 1 GiB (built once, kept in target/bench/)
 #   SIZE=256MiB benches/compare.sh     # a smaller file
-#   RUNS=3 benches/compare.sh          # best of 3 for tcpdump and mtlscope (TSHARK_RUNS: 1)
+#   RUNS=3 benches/compare.sh          # best of 3 rounds of tcpdump and mtlscope (TSHARK_RUNS: 1)
 #   SKIP_TSHARK=1 benches/compare.sh   # without tshark (it takes minutes on 1 GiB)
 #
 # Needs: cargo, python3, tcpdump, tshark (apt-get install tcpdump tshark). No network.
@@ -56,54 +56,73 @@ for p in ${META_tls_ports//,/ }; do DECODE_AS+=(-d "tcp.port==$p,tls"); done
 echo "== warming the page cache"
 cat "$FILE" > /dev/null
 
-# run RUNS NAME OUTFILE CMD...: best wall time of RUNS runs, with that run's CPU and peak RSS.
+# time_rounds RUNS [NAME OUTFILE ERRFILE CMD... ---]...: runs the commands in rounds, each
+# once per round in the order given; reports for each its best wall time, with that run's
+# CPU time and peak RSS. Rounds rather than one command's runs back to back: on a machine
+# whose speed drifts (a shared VM), every command then sees the same drift, and the
+# ratios compare runs made under the same conditions.
 RESULTS=$DIR/results.txt
 : > "$RESULTS"
-run() {
-    local runs=$1 name=$2 out=$3 err=$4
-    shift 4
-    python3 - "$name" "$out" "$err" "$runs" "$@" >> "$RESULTS" <<'EOF'
+time_rounds() {
+    local runs=$1
+    shift
+    python3 - "$runs" "$@" >> "$RESULTS" <<'EOF'
 import os, sys, time
-name, out, err, runs, cmd = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:]
-best = None
+runs, args = int(sys.argv[1]), sys.argv[2:]
+jobs = []
+while args:
+    end = args.index("---")
+    name, out, err, *cmd = args[:end]
+    jobs.append((name, out, err, cmd))
+    args = args[end + 1:]
+best = {}
 for _ in range(runs):
-    t0 = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(fd, 1)
-        e = os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(e, 2)
-        os.execvp(cmd[0], cmd)
-    _, status, ru = os.wait4(pid, 0)
-    wall = time.monotonic() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{name} failed (exit {os.waitstatus_to_exitcode(status)}); see {err}")
-    run = (wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss)
-    if best is None or run[0] < best[0]:
-        best = run
-print(f"{name}\t{best[0]:.3f}\t{best[1]:.3f}\t{best[2]}")
+    for name, out, err, cmd in jobs:
+        t0 = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(fd, 1)
+            e = os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(e, 2)
+            os.execvp(cmd[0], cmd)
+        _, status, ru = os.wait4(pid, 0)
+        wall = time.monotonic() - t0
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"{name} failed (exit {os.waitstatus_to_exitcode(status)}); see {err}")
+        run = (wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss)
+        if name not in best or run[0] < best[name][0]:
+            best[name] = run
+for name, _, _, _ in jobs:
+    wall, cpu, rss = best[name]
+    print(f"{name}\t{wall:.3f}\t{cpu:.3f}\t{rss}")
 EOF
-    tail -1 "$RESULTS" | awk -F'\t' '{printf "   %-48s %8.2f s wall %8.2f s cpu %8.0f MB peak\n", $1, $2, $3, $4/1024}'
+    local jobs=0 a
+    for a in "$@"; do [ "$a" = "---" ] && jobs=$((jobs + 1)); done
+    tail -n "$jobs" "$RESULTS" |
+        awk -F'\t' '{printf "   %-48s %8.2f s wall %8.2f s cpu %8.0f MB peak\n", $1, $2, $3, $4/1024}'
 }
 
-echo "== timing (best of $RUNS)"
-run "$RUNS" "tcpdump -r FILE -w /dev/null" /dev/null "$DIR/tcpdump.err" tcpdump -r "$FILE" -w /dev/null
-run "$RUNS" "mtlscope --threads 1" /dev/null "$DIR/mtlscope-1.err" \
-    "$BIN" analyze --format jsonl --threads 1 "$FILE"
-run "$RUNS" "mtlscope --threads $THREADS" /dev/null "$DIR/mtlscope-n.err" \
-    "$BIN" analyze --format jsonl --threads "$THREADS" "$FILE"
+echo "== timing (best of $RUNS rounds)"
+time_rounds "$RUNS" \
+    "tcpdump -r FILE -w /dev/null" /dev/null "$DIR/tcpdump.err" \
+    tcpdump -r "$FILE" -w /dev/null --- \
+    "mtlscope --threads 1" /dev/null "$DIR/mtlscope-1.err" \
+    "$BIN" analyze --format jsonl --threads 1 "$FILE" --- \
+    "mtlscope --threads $THREADS" /dev/null "$DIR/mtlscope-n.err" \
+    "$BIN" analyze --format jsonl --threads "$THREADS" "$FILE" ---
 if [ -z "${SKIP_TSHARK:-}" ]; then
-    run "$TSHARK_RUNS" "tshark -Y ClientHello" "$DIR/tshark.tsv" "$DIR/tshark.err" tshark -r "$FILE" \
-        -o tcp.reassemble_out_of_order:TRUE "${DECODE_AS[@]}" \
+    time_rounds "$TSHARK_RUNS" "tshark -Y ClientHello" "$DIR/tshark.tsv" "$DIR/tshark.err" \
+        tshark -r "$FILE" -o tcp.reassemble_out_of_order:TRUE "${DECODE_AS[@]}" \
         -Y "tls.handshake.type==1" -T fields \
-        -e tls.handshake.extensions_server_name -e tls.handshake.extensions_alpn_str
+        -e tls.handshake.extensions_server_name -e tls.handshake.extensions_alpn_str ---
 fi
 echo "== outputs for the checks (one run each, written to files)"
-run 1 "mtlscope --threads 1 (output to a file)" "$DIR/mtlscope-1.jsonl" "$DIR/mtlscope-1.err" \
-    "$BIN" analyze --format jsonl --threads 1 "$FILE"
-run 1 "mtlscope --threads $THREADS (output to a file)" "$DIR/mtlscope-n.jsonl" "$DIR/mtlscope-n.err" \
-    "$BIN" analyze --format jsonl --threads "$THREADS" "$FILE"
+time_rounds 1 \
+    "mtlscope --threads 1 (output to a file)" "$DIR/mtlscope-1.jsonl" "$DIR/mtlscope-1.err" \
+    "$BIN" analyze --format jsonl --threads 1 "$FILE" --- \
+    "mtlscope --threads $THREADS (output to a file)" "$DIR/mtlscope-n.jsonl" "$DIR/mtlscope-n.err" \
+    "$BIN" analyze --format jsonl --threads "$THREADS" "$FILE" ---
 
 python3 - "$RESULTS" "$META_bytes" "$META_packets" "$DIR" "$THREADS" "${SKIP_TSHARK:-}" <<'EOF'
 import collections, json, sys
