@@ -94,7 +94,7 @@ fn write_before_tls(out: &mut Vec<u8>, r: &FlowRecord) {
         tls: _,
     } = r;
     k!(out, first "type");
-    string(out, kind);
+    name(out, kind);
     k!(out, "capture");
     string(out, capture);
     k!(out, "client");
@@ -102,7 +102,7 @@ fn write_before_tls(out: &mut Vec<u8>, r: &FlowRecord) {
     k!(out, "server");
     endpoint(out, server);
     k!(out, "client_basis");
-    string(out, client_basis);
+    name(out, client_basis);
     k!(out, "first_frame");
     number(out, *first_frame);
     k!(out, "last_frame");
@@ -116,23 +116,23 @@ fn write_before_tls(out: &mut Vec<u8>, r: &FlowRecord) {
     k!(out, "bytes");
     per_side(out, bytes);
     k!(out, "state");
-    string(out, state);
+    name(out, state);
     k!(out, "end");
-    string(out, end);
+    name(out, end);
     k!(out, "anomalies");
     list(out, anomalies, anomaly);
     k!(out, "app_protocol");
-    option(out, app_protocol, |out, s| string(out, s));
+    option(out, app_protocol, |out, s| name(out, s));
     k!(out, "class");
-    string(out, class);
+    name(out, class);
     k!(out, "confidence");
-    string(out, confidence);
+    name(out, confidence);
     k!(out, "evidence");
     strings(out, evidence);
     k!(out, "leg");
-    string(out, leg);
+    name(out, leg);
     k!(out, "handshake");
-    string(out, handshake);
+    name(out, handshake);
     k!(out, "diagnosis");
     option(out, diagnosis, self::diagnosis);
     k!(out, "mesh");
@@ -160,11 +160,11 @@ fn anomaly(out: &mut Vec<u8>, a: &Anomaly) {
         bytes,
     } = a;
     k!(out, first "kind");
-    string(out, kind);
+    name(out, kind);
     // `skip_serializing_if = "Option::is_none"`.
     if let Some(from) = from {
         k!(out, "from");
-        string(out, from);
+        name(out, from);
     }
     k!(out, "count");
     number(out, *count);
@@ -199,7 +199,7 @@ fn mesh(out: &mut Vec<u8>, m: &Mesh) {
         proxy,
     } = m;
     k!(out, first "kind");
-    string(out, kind);
+    name(out, kind);
     k!(out, "port");
     option(out, port, |out, p| number(out, *p));
     k!(out, "subset");
@@ -269,7 +269,7 @@ fn pair(out: &mut Vec<u8>, p: &PairRecord) {
     k!(out, "server");
     endpoint(out, server);
     k!(out, "link");
-    string(out, link);
+    name(out, link);
     out.push(b'}');
 }
 
@@ -530,6 +530,15 @@ fn quoted_plain(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
     out.extend_from_slice(s);
     out.push(b'"');
+}
+
+/// A name from mtlscope's own vocabulary (a class, a state, an anomaly kind: lowercase
+/// words joined by `_`, `-` or `:`), written between quotes without looking for bytes to
+/// escape: there are none, as the debug builds check.
+#[inline]
+fn name(out: &mut Vec<u8>, s: &'static str) {
+    debug_assert!(!any_needs_escape(s.as_bytes()), "{s:?}");
+    quoted_plain(out, s.as_bytes());
 }
 
 /// Whether serde_json escapes this byte in a string: `"`, `\` and the control characters
