@@ -526,15 +526,17 @@ impl Shard {
     #[inline(never)]
     fn collect_finished(&mut self) {
         let (capture, out) = (&self.capture, &mut self.out);
-        for f in self.table.take_finished() {
-            out.push(f.decided, report::finished_record(f.flow, capture));
-        }
+        self.table.report_finished(|f| {
+            let (record, body) = report::finished_record(f.flow, capture);
+            out.push(f.decided, record);
+            body
+        });
     }
 
     fn finish(&mut self) -> ShardStats {
         let (capture, out) = (&self.capture, &mut self.out);
         for f in self.table.finish_all() {
-            out.push(f.decided, report::finished_record(f.flow, capture));
+            out.push(f.decided, report::finished_record(f.flow, capture).0);
         }
         ShardStats {
             evicted: self.table.evicted(),

@@ -85,4 +85,66 @@ impl StreamHandler for ConnAnalyzer {
     fn wants(&self, dir: Dir) -> bool {
         !self.head_done[dir.idx()] || self.tls.wants(dir)
     }
+
+    /// Starts afresh but keeps the heads' room (emptied): most directions fill one.
+    fn reset(&mut self) {
+        let mut heads = std::mem::take(&mut self.heads);
+        heads.iter_mut().for_each(Vec::clear);
+        self.tls.reset();
+        *self = ConnAnalyzer {
+            tls: std::mem::take(&mut self.tls),
+            heads,
+            head_done: [false; 2],
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::Timestamp;
+
+    /// Feeds a ClientHello split across two records and two chunks, cut mid-message,
+    /// and most of a server record: every buffer of both directions is in use, and the
+    /// server's head is complete.
+    fn feed(a: &mut ConnAnalyzer) {
+        let mut hello = vec![1, 0, 0, 41, 3, 3];
+        hello.extend_from_slice(&[7; 32]);
+        hello.extend_from_slice(&[0, 0, 2, 0x13, 0x01]);
+        let mut stream = Vec::new();
+        for part in hello.chunks(30) {
+            stream.extend_from_slice(&[0x16, 3, 1, 0, part.len() as u8]);
+            stream.extend_from_slice(part);
+        }
+        let ctx = Ctx {
+            frame: 1,
+            ts: Timestamp(0),
+        };
+        let (first, rest) = stream.split_at(20);
+        a.on_chunk(Dir::AtoB, Chunk::Data(first), &ctx);
+        a.on_chunk(Dir::AtoB, Chunk::Data(&rest[..rest.len() - 2]), &ctx);
+        // A server record of 600 bytes, all but its last: the head (512 bytes) is full.
+        let mut server = vec![0x16, 3, 3, 2, 0x58, 2];
+        server.resize(5 + 599, 0);
+        a.on_chunk(Dir::BtoA, Chunk::Data(&server), &ctx);
+    }
+
+    /// A reset analyzer (a finished flow's, reused) is a new one: the same state (the
+    /// debug form shows every field and each buffer's content, not the room kept), and
+    /// it reads a stream as a new one does.
+    #[test]
+    fn reset_is_new() {
+        let new = format!("{:?}", ConnAnalyzer::default());
+        let mut fresh = ConnAnalyzer::default();
+        feed(&mut fresh);
+        let fed = format!("{fresh:?}");
+        assert_ne!(fed, new);
+        let mut reused = fresh;
+        reused.reset();
+        assert_eq!(format!("{reused:?}"), new);
+        assert!(reused.heads.iter().all(|h| h.capacity() > 0), "room kept");
+        assert!(reused.tls.kept_room() > 0, "room kept");
+        feed(&mut reused);
+        assert_eq!(format!("{reused:?}"), fed);
+    }
 }

@@ -54,6 +54,11 @@ pub struct Ctx {
 }
 
 /// Consumer of a flow's reassembled bytes (implemented by the analyzers).
+/// Bodies of finished flows a table keeps for new flows
+/// ([`FlowTable::report_finished`]): flows end about as often as they start, so a few
+/// suffice; the cap bounds what they hold.
+pub const SPARE_BODIES: usize = 64;
+
 pub trait StreamHandler {
     /// Bytes (or a gap) of direction `dir`, in stream order. Says whether it read any of
     /// the bytes or skipped them all unread (for a gap, the answer is not used).
@@ -66,6 +71,15 @@ pub trait StreamHandler {
     /// default none).
     fn prefetch(&self, dir: Dir) {
         let _ = dir;
+    }
+    /// Returns to the state of a new handler, to serve a new flow (the table reuses the
+    /// bodies of finished flows). It may keep what it allocated, emptied; by default it
+    /// starts afresh.
+    fn reset(&mut self)
+    where
+        Self: Default,
+    {
+        *self = Self::default();
     }
 }
 
@@ -173,6 +187,22 @@ pub struct Body<H> {
     pub handler: H,
 }
 
+impl<H: StreamHandler + Default> Body<H> {
+    fn new(limits: Limits) -> Body<H> {
+        Body {
+            streams: [Reassembler::new(limits), Reassembler::new(limits)],
+            handler: H::default(),
+        }
+    }
+
+    /// The body of a new flow, from a finished flow's
+    /// (see [`FlowTable::report_finished`]).
+    fn reset(&mut self, limits: Limits) {
+        self.streams.iter_mut().for_each(|s| s.reset(limits));
+        self.handler.reset();
+    }
+}
+
 /// TCP-level state of a flow when it ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TcpState {
@@ -265,8 +295,7 @@ impl<H: StreamHandler> Flow<H> {
         (key, src_is_lo): (FlowKey, bool),
         seg: &TcpSegment<'_>,
         ctx: &Ctx,
-        limits: Limits,
-        handler: H,
+        body: Box<Body<H>>,
     ) -> Flow<H> {
         Flow {
             key,
@@ -276,10 +305,7 @@ impl<H: StreamHandler> Flow<H> {
             a_is_lo: src_is_lo,
             noted: false,
             end: None,
-            body: Box::new(Body {
-                streams: [Reassembler::new(limits), Reassembler::new(limits)],
-                handler,
-            }),
+            body,
             firsts: Default::default(),
             a: seg.src,
             b: seg.dst,
@@ -656,6 +682,10 @@ pub struct FlowTable<H> {
     /// every batch of segments).
     expired: Vec<(Decided, FlowKey)>,
     finished: Vec<Finished<H>>,
+    /// Bodies of finished flows, for new flows: their allocations (the box, the streams'
+    /// rings, the analyzers' buffers) serve again instead of being freed and allocated
+    /// anew for every flow. At most [`SPARE_BODIES`], the last given back on top.
+    spare: Vec<Box<Body<H>>>,
     clock: Timestamp,
     evicted: u64,
     late: u64,
@@ -674,6 +704,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
             deadlines: Deadlines::new(),
             expired: Vec::new(),
             finished: Vec::new(),
+            spare: Vec::new(),
             clock: Timestamp(i64::MIN),
             evicted: 0,
             late: 0,
@@ -786,7 +817,14 @@ impl<H: StreamHandler + Default> FlowTable<H> {
         if self.slab.len() >= cfg.max_flows {
             self.evict(here);
         }
-        let f = Flow::new(side, seg, ctx, cfg.limits, H::default());
+        let body = match self.spare.pop() {
+            Some(mut body) => {
+                body.reset(cfg.limits);
+                body
+            }
+            None => Box::new(Body::new(cfg.limits)),
+        };
+        let f = Flow::new(side, seg, ctx, body);
         let (kind, deadline) = f.deadline_entry(&cfg);
         self.deadlines.push(kind, deadline);
         let at = self.slab.len();
@@ -1002,6 +1040,21 @@ impl<H: StreamHandler + Default> FlowTable<H> {
     /// Takes the flows that have ended so far, in decision order.
     pub fn take_finished(&mut self) -> std::vec::Drain<'_, Finished<H>> {
         self.finished.drain(..)
+    }
+
+    /// Hands the flows that have ended so far, in decision order, to `report`, which
+    /// gives back each one's body once it has read it: the bodies serve new flows (up to
+    /// [`SPARE_BODIES`] are kept).
+    pub fn report_finished(&mut self, mut report: impl FnMut(Finished<H>) -> Box<Body<H>>) {
+        let mut finished = std::mem::take(&mut self.finished);
+        for f in finished.drain(..) {
+            let body = report(f);
+            if self.spare.len() < SPARE_BODIES {
+                self.spare.push(body);
+            }
+        }
+        // Its room serves the next ones.
+        self.finished = finished;
     }
 
     /// Whether flows have ended since the last [`FlowTable::take_finished`].

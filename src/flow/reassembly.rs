@@ -196,6 +196,16 @@ impl Reassembler {
         }
     }
 
+    /// Back to a direction that has seen nothing, keeping the ring's allocation (emptied).
+    pub fn reset(&mut self, limits: Limits) {
+        let mut recent = std::mem::take(&mut self.recent);
+        recent.clear();
+        *self = Reassembler::new(limits);
+        if recent.capacity() >= self.limits.retransmit_window {
+            self.recent = recent;
+        }
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> Stats {
         self.stats
@@ -496,6 +506,37 @@ mod tests {
 
     fn bytes(v: &[Option<u8>]) -> Vec<u8> {
         v.iter().map(|b| b.unwrap_or(b'?')).collect()
+    }
+
+    /// A reset direction (a finished flow's, reused) is a new one, with the ring's room
+    /// kept: same state, and the same result for the same segments (retransmissions
+    /// compared with the ring included).
+    #[test]
+    fn reset_is_new() {
+        let segs: &[(u32, &[u8])] = &[(100, b"hel"), (106, b"wor"), (103, b"lo "), (100, b"hex")];
+        let feed = |r: &mut Reassembler| {
+            r.syn(SeqNum(99));
+            let mut got = Vec::new();
+            for (seq, data) in segs {
+                r.segment(SeqNum(*seq), data.len() as u32, data, &mut |c| {
+                    if let Chunk::Data(d) = c {
+                        got.extend_from_slice(d);
+                    }
+                    Consumed::Read
+                });
+            }
+            (got, r.stats())
+        };
+        let mut r = Reassembler::new(Limits::default());
+        let first = feed(&mut r);
+        assert_eq!(first.1.overlap_conflicts, 1);
+        r.reset(Limits::default());
+        assert_eq!(
+            format!("{r:?}"),
+            format!("{:?}", Reassembler::new(Limits::default()))
+        );
+        assert!(r.recent.capacity() > 0, "the ring's room is kept");
+        assert_eq!(feed(&mut r), first);
     }
 
     #[test]

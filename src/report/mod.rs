@@ -22,7 +22,7 @@ use crate::capture::Timestamp;
 use crate::classify::pairing::{self, LegView, Link};
 use crate::classify::{self, Class, Diagnosis, Facts, Leg, Mesh, mesh};
 use crate::decode::Endpoint;
-use crate::flow::{Dir, EndReason, Flow};
+use crate::flow::{Body, Dir, EndReason, Flow};
 pub use text::{CodePoint, UtcTime};
 
 /// Version of the JSON Lines schema; bumped only on a breaking change.
@@ -488,20 +488,25 @@ pub fn flow_record(flow: &Flow<ConnAnalyzer>, capture: &Arc<str>) -> Box<FlowRec
 }
 
 /// Builds the record of a finished flow. The flow is consumed: its server names, ALPN
-/// lists, JA4 and certificate chains move into the record instead of being copied.
+/// lists, JA4 and certificate chains move into the record instead of being copied, and
+/// its body, emptied of them, is given back for its table to reuse for a new flow
+/// ([`FlowTable::report_finished`](crate::flow::FlowTable::report_finished)).
 ///
 /// The record is boxed as soon as it is made (it travels boxed to the printer) and the
 /// TLS part written into the box: a record is about 1.5 KB, and each move of it by value
 /// is a `memcpy` of that size.
-pub fn finished_record(flow: Flow<ConnAnalyzer>, capture: &Arc<str>) -> Box<FlowRecord> {
+pub fn finished_record(
+    mut flow: Flow<ConnAnalyzer>,
+    capture: &Arc<str>,
+) -> (Box<FlowRecord>, Box<Body<ConnAnalyzer>>) {
     let (r, tls) = record_but_tls(&flow, capture);
     let mut r = Box::new(r);
     if let Some((extra, client)) = tls {
-        // Moved out of the flow's body, the rest of the flow dropped with it.
-        let facts = flow.body.handler.tls.into_facts();
+        // Moved out of the flow's body.
+        let facts = flow.body.handler.tls.take_facts();
         r.tls = Some(tls_record(facts, client, extra));
     }
-    r
+    (r, flow.body)
 }
 
 /// The record of a flow without its TLS facts, and what the TLS record needs besides

@@ -144,6 +144,19 @@ impl DirState {
         self.release_buf();
     }
 
+    /// Takes `old`'s buffers, emptied, when they are no larger than [`KEPT_ROOM`].
+    fn reuse(&mut self, old: &mut DirState) {
+        fn keep<T>(to: &mut Vec<T>, from: &mut Vec<T>) {
+            if from.capacity() * std::mem::size_of::<T>() <= KEPT_ROOM {
+                from.clear();
+                std::mem::swap(to, from);
+            }
+        }
+        keep(&mut self.buf, &mut old.buf);
+        keep(&mut self.hs, &mut old.hs);
+        keep(&mut self.sigs, &mut old.sigs);
+    }
+
     /// Frees the record buffer when it is empty and larger than [`SMALL_BUF`] in an
     /// encrypted direction.
     fn release_buf(&mut self) {
@@ -223,6 +236,9 @@ impl Default for TlsAnalyzer {
 /// boundary, or a ChangeCipherSpec or plaintext alert record.
 const SMALL_BUF: usize = 16;
 
+/// Room a direction's buffer may keep when the analyzer is reset for a new flow.
+const KEPT_ROOM: usize = 4096;
+
 /// Whether `h` is a plausible record header (type, version, length).
 fn valid_header(h: &[u8]) -> bool {
     h.len() >= 5
@@ -261,6 +277,33 @@ impl TlsAnalyzer {
     /// Takes the facts out at the end of the flow.
     pub fn into_facts(self) -> TlsFacts {
         self.facts
+    }
+
+    /// Takes the facts out, leaving those of an analyzer that has seen nothing.
+    pub fn take_facts(&mut self) -> TlsFacts {
+        std::mem::take(&mut self.facts)
+    }
+
+    /// Bytes of room the directions' buffers hold (for tests of [`TlsAnalyzer::reset`]).
+    #[cfg(test)]
+    pub fn kept_room(&self) -> usize {
+        self.dirs
+            .iter()
+            .map(|d| d.buf.capacity() + d.hs.capacity() + d.sigs.capacity())
+            .sum()
+    }
+
+    /// Starts afresh, for a new flow, keeping the directions' buffers (emptied) up to
+    /// [`KEPT_ROOM`] bytes each.
+    pub fn reset(&mut self) {
+        let mut dirs = [DirState::new(), DirState::new()];
+        for (new, old) in dirs.iter_mut().zip(&mut self.dirs) {
+            new.reuse(old);
+        }
+        *self = TlsAnalyzer {
+            dirs,
+            facts: TlsFacts::default(),
+        };
     }
 
     /// TLS (or SSL 2.0) was found in at least one direction.
