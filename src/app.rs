@@ -1059,6 +1059,23 @@ impl Printer<'_> {
         }
     }
 
+    /// Writes whole lines, a group of them per vectored write: a group larger than the
+    /// output's buffer goes from the lines to the file directly, neither copied into the
+    /// buffer nor read by this thread (the lines were written by a worker, in its cache).
+    fn lines<'a>(&mut self, lines: impl Iterator<Item = &'a [u8]>) -> io::Result<()> {
+        let mut slices: Vec<io::IoSlice<'_>> = lines.map(io::IoSlice::new).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            // At most IOV_MAX (1024 on Linux) slices per call.
+            let n = self.out.write_vectored(&rest[..rest.len().min(1024)])?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            io::IoSlice::advance_slices(&mut rest, n);
+        }
+        Ok(())
+    }
+
     /// Writes what `write` writes; when a progress bar is drawn on the terminal stdout
     /// also goes to, the bar steps aside once for the whole group, not once per record.
     fn group(&mut self, write: impl FnOnce(&mut Self) -> io::Result<()>) -> io::Result<()> {
@@ -1882,17 +1899,24 @@ fn emit(
     summary: &mut Summary,
     returns: &mut Returns,
 ) -> io::Result<()> {
-    for o in ready.drain(..) {
+    for o in ready.iter() {
         if o.record.end != EARLY_END {
             summary.count(&o.record);
         }
-        match &mut printer.collect {
-            Some(kept) => kept.push(*o.record),
-            None => {
-                printer.record(&o)?;
-                returns.give_back(o);
-            }
+    }
+    if let Some(kept) = &mut printer.collect {
+        kept.extend(ready.drain(..).map(|o| *o.record));
+        return Ok(());
+    }
+    if ready.iter().all(|o| o.line.is_some()) {
+        printer.lines(ready.iter().filter_map(|o| o.line.as_deref()))?;
+    } else {
+        for o in ready.iter() {
+            printer.record(o)?;
         }
+    }
+    for o in ready.drain(..) {
+        returns.give_back(o);
     }
     Ok(())
 }
@@ -2185,5 +2209,50 @@ mod tests {
         assert_eq!(c.packets, 7);
         let got: Vec<(u32, u64)> = c.link_types.into_iter().collect();
         assert_eq!(got, [(1, 4), (113, 2), (276, 1)]);
+    }
+
+    /// Takes at most a few bytes per write, across slices, so that vectored writes end
+    /// mid-slice.
+    struct Stingy(Vec<u8>);
+
+    impl Write for Stingy {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[io::IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+            let mut room = 7usize;
+            for b in bufs {
+                let n = b.len().min(room);
+                self.0.extend_from_slice(&b[..n]);
+                room -= n;
+            }
+            Ok(7 - room)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// More lines than one vectored write takes (1024), each write ending mid-line: all
+    /// are written, in order.
+    #[test]
+    fn lines_survive_short_vectored_writes() {
+        let lines: Vec<Vec<u8>> = (0..2000)
+            .map(|i| format!("{{\"n\":{i}}}\n").into_bytes())
+            .collect();
+        let mut stingy = Stingy(Vec::new());
+        let mut printer = Printer {
+            out: &mut stingy,
+            collect: None,
+            format: Format::Jsonl,
+            table: None,
+            width: None,
+            explain: false,
+            eager: false,
+            progress: None,
+            shares_terminal: false,
+        };
+        printer.lines(lines.iter().map(Vec::as_slice)).unwrap();
+        assert_eq!(stingy.0, lines.concat());
     }
 }
