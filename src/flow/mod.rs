@@ -59,6 +59,13 @@ pub struct Ctx {
 /// suffice; the cap bounds what they hold.
 pub const SPARE_BODIES: usize = 64;
 
+/// Most deadline entries a table holds with `live` open flows and tombstones before it
+/// drops the stale ones. A rebuild sorts the live ones, so a cap three times what is live
+/// (and a floor for small tables) makes it rare: about once per `3 × live` closes.
+fn deadlines_cap(live: usize) -> usize {
+    4 * live + 4096
+}
+
 pub trait StreamHandler {
     /// Bytes (or a gap) of direction `dir`, in stream order. Says whether it read any of
     /// the bytes or skipped them all unread (for a gap, the answer is not used).
@@ -1001,13 +1008,14 @@ impl<H: StreamHandler + Default> FlowTable<H> {
     }
 
     /// Rebuilds the deadlines from the open flows and tombstones once stale entries (of
-    /// flows that ended, or whose deadline moved) outnumber them: the queue then follows
-    /// what is open, not every flow seen within the idle timeout. Entries are checked
-    /// against the flow when they come due either way, so this changes no decision: each
-    /// flow keeps one entry, at its current deadline.
+    /// flows that ended, or whose deadline moved) outnumber them three to one (see
+    /// [`deadlines_cap`]): the queue then follows what is open, not every flow seen within
+    /// the idle timeout. Entries are checked against the flow when they come due either
+    /// way, so this changes no decision: each flow keeps one entry, at its current
+    /// deadline.
     fn compact_deadlines(&mut self) {
         let live = self.flows.len() + self.tombs.len();
-        if self.deadlines.len() <= 2 * live + 1024 {
+        if self.deadlines.len() <= deadlines_cap(live) {
             return;
         }
         let cfg = self.cfg;
@@ -1254,7 +1262,7 @@ mod tests {
             r.pkt(secs, 1000 + i, false, RST | ACK, 0, 2);
             let live = r.t.flows.len() + r.t.tombs.len();
             assert!(
-                r.t.deadlines.len() <= 2 * live + 1024,
+                r.t.deadlines.len() <= deadlines_cap(live),
                 "{}",
                 r.t.deadlines.len()
             );
