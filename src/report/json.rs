@@ -327,11 +327,11 @@ fn tls(out: &mut Vec<u8>, t: &TlsRecord) {
     k!(out, "version");
     option(out, version, code_point);
     k!(out, "version_name");
-    option(out, version_name, |out, s| string(out, s));
+    option(out, version_name, |out, s| name(out, s));
     k!(out, "cipher");
     option(out, cipher, code_point);
     k!(out, "cipher_name");
-    option(out, cipher_name, |out, s| string(out, s));
+    option(out, cipher_name, |out, s| name(out, s));
     k!(out, "ciphers_offered");
     code_points(out, ciphers_offered);
     k!(out, "groups_offered");
@@ -375,7 +375,7 @@ fn tls(out: &mut Vec<u8>, t: &TlsRecord) {
     k!(out, "sslv2");
     boolean(out, *sslv2);
     k!(out, "ja4");
-    option(out, ja4, |out, s| string(out, s));
+    option(out, ja4, |out, s| name(out, s));
     k!(out, "client_hellos");
     number(out, *client_hellos);
     k!(out, "client_hello_frame");
@@ -532,11 +532,11 @@ fn quoted_plain(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
 }
 
-/// A name from mtlscope's own vocabulary (a class, a state, an anomaly kind: lowercase
-/// words joined by `_`, `-` or `:`), written between quotes without looking for bytes to
-/// escape: there are none, as the debug builds check.
+/// Text mtlscope makes itself (a class, a state, an anomaly kind, a cipher or version
+/// name from its tables, a JA4 fingerprint), written between quotes without looking for
+/// bytes to escape: there are none, as the debug builds check.
 #[inline]
-fn name(out: &mut Vec<u8>, s: &'static str) {
+fn name(out: &mut Vec<u8>, s: &str) {
     debug_assert!(!any_needs_escape(s.as_bytes()), "{s:?}");
     quoted_plain(out, s.as_bytes());
 }
