@@ -1040,7 +1040,22 @@ struct Printer<'o> {
     shares_terminal: bool,
 }
 
-impl Printer<'_> {
+impl<'o> Printer<'o> {
+    /// JSON Lines to `out`, with no terminal, progress bar or stream behind it.
+    fn jsonl(out: &'o mut dyn Write) -> Printer<'o> {
+        Printer {
+            out,
+            collect: None,
+            format: Format::Jsonl,
+            table: None,
+            width: None,
+            explain: false,
+            eager: false,
+            progress: None,
+            shares_terminal: false,
+        }
+    }
+
     fn record(&mut self, o: &Out) -> io::Result<()> {
         match (self.format, &o.line) {
             (_, Some(line)) => self.out.write_all(line),
@@ -1533,17 +1548,8 @@ pub fn analyze<R: Read + Send>(
 ) -> Result<(Vec<FlowRecord>, Summary), String> {
     let reader = CaptureReader::new(source).map_err(|e| e.to_string())?;
     let mut sink = io::sink();
-    let mut printer = Printer {
-        out: &mut sink,
-        collect: Some(Vec::new()),
-        format: Format::Jsonl,
-        table: None,
-        width: None,
-        explain: false,
-        eager: false,
-        progress: None,
-        shares_terminal: false,
-    };
+    let mut printer = Printer::jsonl(&mut sink);
+    printer.collect = Some(Vec::new());
     let (read, printed) = pipeline(
         Source::Capture(reader),
         name,
@@ -2241,18 +2247,9 @@ mod tests {
             .map(|i| format!("{{\"n\":{i}}}\n").into_bytes())
             .collect();
         let mut stingy = Stingy(Vec::new());
-        let mut printer = Printer {
-            out: &mut stingy,
-            collect: None,
-            format: Format::Jsonl,
-            table: None,
-            width: None,
-            explain: false,
-            eager: false,
-            progress: None,
-            shares_terminal: false,
-        };
-        printer.lines(lines.iter().map(Vec::as_slice)).unwrap();
+        Printer::jsonl(&mut stingy)
+            .lines(lines.iter().map(Vec::as_slice))
+            .unwrap();
         assert_eq!(stingy.0, lines.concat());
     }
 }

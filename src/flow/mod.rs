@@ -1045,11 +1045,6 @@ impl<H: StreamHandler + Default> FlowTable<H> {
         }
     }
 
-    /// Takes the flows that have ended so far, in decision order.
-    pub fn take_finished(&mut self) -> std::vec::Drain<'_, Finished<H>> {
-        self.finished.drain(..)
-    }
-
     /// Hands the flows that have ended so far, in decision order, to `report`, which
     /// gives back each one's body once it has read it: the bodies serve new flows (up to
     /// [`SPARE_BODIES`] are kept).
@@ -1065,7 +1060,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
         self.finished = finished;
     }
 
-    /// Whether flows have ended since the last [`FlowTable::take_finished`].
+    /// Whether flows have ended since the last [`FlowTable::report_finished`].
     pub fn has_finished(&self) -> bool {
         !self.finished.is_empty()
     }
@@ -1165,12 +1160,11 @@ mod tests {
             self.collect();
         }
         fn collect(&mut self) {
-            let got: Vec<_> = self
-                .t
-                .take_finished()
-                .map(|f| (f.flow.first_frame, f.flow.end.unwrap(), f.decided))
-                .collect();
-            self.out.extend(got);
+            let out = &mut self.out;
+            self.t.report_finished(|f| {
+                out.push((f.flow.first_frame, f.flow.end.unwrap(), f.decided));
+                f.flow.body
+            });
         }
     }
 

@@ -274,11 +274,6 @@ impl TlsAnalyzer {
         &self.facts
     }
 
-    /// Takes the facts out at the end of the flow.
-    pub fn into_facts(self) -> TlsFacts {
-        self.facts
-    }
-
     /// Takes the facts out, leaving those of an analyzer that has seen nothing.
     pub fn take_facts(&mut self) -> TlsFacts {
         std::mem::take(&mut self.facts)
