@@ -699,10 +699,10 @@ impl<K: FnMut(ToPrinter) -> bool> Reader<'_, K> {
     }
 }
 
-/// How many segments ahead a shard ([`Shard::run`]) hints at what a segment will read: its index line
-/// ([`FlowTable::prefetch_slot`]), its flow ([`FlowTable::prefetch_flow`]), its byte
-/// stream ([`FlowTable::prefetch_stream`]) and payload. Each hint needs the line of the
-/// one before it; a few segments (~a microsecond each) leave it time to arrive.
+/// How many segments ahead a shard ([`Shard::run`]) hints at what a segment will read:
+/// its index line ([`FlowTable::prefetch_slot`]), its flow ([`FlowTable::prefetch_flow`]),
+/// its byte stream ([`FlowTable::prefetch_stream`]) and payload. Each hint needs the line
+/// of the one before it; a few segments (~a microsecond each) leave it time to arrive.
 const SLOT_AHEAD: usize = 12;
 const FLOW_AHEAD: usize = 8;
 const STREAM_AHEAD: usize = 4;

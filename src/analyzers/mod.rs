@@ -88,14 +88,15 @@ impl StreamHandler for ConnAnalyzer {
 
     /// Starts afresh but keeps the heads' room (emptied): most directions fill one.
     fn reset(&mut self) {
-        let mut heads = std::mem::take(&mut self.heads);
-        heads.iter_mut().for_each(Vec::clear);
-        self.tls.reset();
-        *self = ConnAnalyzer {
-            tls: std::mem::take(&mut self.tls),
+        // Every field by name, so that a field added later cannot be forgotten here.
+        let ConnAnalyzer {
+            tls,
             heads,
-            head_done: [false; 2],
-        };
+            head_done,
+        } = self;
+        tls.reset();
+        heads.iter_mut().for_each(Vec::clear);
+        *head_done = [false; 2];
     }
 }
 

@@ -57,7 +57,7 @@ pub struct Ctx {
 /// Bodies of finished flows a table keeps for new flows
 /// ([`FlowTable::report_finished`]): flows end about as often as they start, so a few
 /// suffice; the cap bounds what they hold.
-pub const SPARE_BODIES: usize = 64;
+const SPARE_BODIES: usize = 64;
 
 /// Most deadline entries a table holds with `live` open flows and tombstones before it
 /// drops the stale ones. A rebuild sorts the live ones, so a cap three times what is live
