@@ -58,9 +58,11 @@ cat "$FILE" > /dev/null
 
 # time_rounds RUNS [NAME OUTFILE ERRFILE CMD... ---]...: runs the commands in rounds, each
 # once per round in the order given; reports for each its best wall time, with that run's
-# CPU time and peak RSS. Rounds rather than one command's runs back to back: on a machine
-# whose speed drifts (a shared VM), every command then sees the same drift, and the
-# ratios compare runs made under the same conditions.
+# CPU time, peak RSS and steal (the share of the machine's CPU time that its hypervisor
+# gave to others during the run, from /proc/stat; 0 on bare metal). Rounds rather than
+# one command's runs back to back: on a machine whose speed drifts (a shared VM), every
+# command then sees the same drift, and the ratios compare runs made under the same
+# conditions; the steal says how much drift there was.
 RESULTS=$DIR/results.txt
 : > "$RESULTS"
 time_rounds() {
@@ -75,9 +77,19 @@ while args:
     name, out, err, *cmd = args[:end]
     jobs.append((name, out, err, cmd))
     args = args[end + 1:]
+def cpu_times():
+    # The machine's total and stolen CPU time (jiffies) so far; None where /proc/stat
+    # does not say.
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v[:8]), v[7]
+    except (OSError, ValueError, IndexError):
+        return None
 best = {}
 for _ in range(runs):
     for name, out, err, cmd in jobs:
+        s0 = cpu_times()
         t0 = time.monotonic()
         pid = os.fork()
         if pid == 0:
@@ -88,19 +100,25 @@ for _ in range(runs):
             os.execvp(cmd[0], cmd)
         _, status, ru = os.wait4(pid, 0)
         wall = time.monotonic() - t0
+        s1 = cpu_times()
         if os.waitstatus_to_exitcode(status) != 0:
             sys.exit(f"{name} failed (exit {os.waitstatus_to_exitcode(status)}); see {err}")
-        run = (wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss)
+        steal = -1.0
+        if s0 and s1 and s1[0] > s0[0]:
+            steal = 100 * (s1[1] - s0[1]) / (s1[0] - s0[0])
+        run = (wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, steal)
         if name not in best or run[0] < best[name][0]:
             best[name] = run
 for name, _, _, _ in jobs:
-    wall, cpu, rss = best[name]
-    print(f"{name}\t{wall:.3f}\t{cpu:.3f}\t{rss}")
+    wall, cpu, rss, steal = best[name]
+    print(f"{name}\t{wall:.3f}\t{cpu:.3f}\t{rss}\t{steal:.1f}")
 EOF
     local jobs=0 a
     for a in "$@"; do [ "$a" = "---" ] && jobs=$((jobs + 1)); done
-    tail -n "$jobs" "$RESULTS" |
-        awk -F'\t' '{printf "   %-48s %8.2f s wall %8.2f s cpu %8.0f MB peak\n", $1, $2, $3, $4/1024}'
+    tail -n "$jobs" "$RESULTS" | awk -F'\t' '{
+        printf "   %-48s %8.2f s wall %8.2f s cpu %8.0f MB peak", $1, $2, $3, $4/1024
+        if ($5 >= 0) printf " %5.1f %% steal", $5
+        printf "\n" }'
 }
 
 echo "== timing (best of $RUNS rounds)"
@@ -130,15 +148,16 @@ res_path, size, packets, d, threads, skip_tshark = sys.argv[1:7]
 size, packets = int(size), int(packets)
 rows = {}
 for line in open(res_path):
-    name, wall, cpu, rss = line.rstrip("\n").split("\t")
-    rows[name] = (float(wall), float(cpu), int(rss) / 1024)
+    name, wall, cpu, rss, steal = line.rstrip("\n").split("\t")
+    rows[name] = (float(wall), float(cpu), int(rss) / 1024, float(steal))
 print()
-print(f"| tool | wall s | CPU s | MB/s | packets/s | peak RSS MB |")
-print(f"|---|---:|---:|---:|---:|---:|")
-for name, (wall, cpu, rss) in rows.items():
-    print(f"| `{name}` | {wall:.2f} | {cpu:.2f} | {size / 1e6 / wall:.0f} | {packets / wall / 1e3:.0f} k | {rss:.0f} |")
+print(f"| tool | wall s | CPU s | MB/s | packets/s | peak RSS MB | steal % |")
+print(f"|---|---:|---:|---:|---:|---:|---:|")
+for name, (wall, cpu, rss, steal) in rows.items():
+    st = f"{steal:.1f}" if steal >= 0 else "?"
+    print(f"| `{name}` | {wall:.2f} | {cpu:.2f} | {size / 1e6 / wall:.0f} | {packets / wall / 1e3:.0f} k | {rss:.0f} | {st} |")
 one = rows["mtlscope --threads 1"][0]
-alln, _, rss = rows[f"mtlscope --threads {threads}"]
+alln, _, rss, _ = rows[f"mtlscope --threads {threads}"]
 floor = rows["tcpdump -r FILE -w /dev/null"][0]
 ok = True
 def target(label, value, good, want):
@@ -153,6 +172,14 @@ if "tshark -Y ClientHello" in rows:
 target("mtlscope (all threads) time / tcpdump read floor", f"{alln / floor:.2f}x", alln / floor <= 2, "<= 2x")
 target(f"--threads {threads} speedup over --threads 1", f"{one / alln:.2f}x", one / alln >= 1.6, ">= 1.6x")
 target("peak RSS (all threads)", f"{rss:.0f} MB", rss < 256, "< 256 MB")
+# On a shared VM the hypervisor may run other guests on "our" cores. A run that wants
+# both cores is exposed to that more than one that wants one, and the time stolen from it
+# shows as lost wall time and, partly, as CPU time of its own.
+stolen = {n: r[3] for n, r in rows.items() if r[3] >= 5}
+if stolen:
+    print("  note: the host took CPU time during "
+          + ", ".join(f"`{n}` ({v:.0f} % steal)" for n, v in stolen.items())
+          + "; the ratios that involve them understate what this machine does when the host leaves it alone")
 
 # Same ClientHellos: count, and the multiset of (SNI, ALPN offered).
 def ours():
