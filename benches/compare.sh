@@ -29,6 +29,10 @@ DIR=${BENCH_DIR:-target/bench}
 THREADS=${THREADS:-$(nproc)}
 FILE=$DIR/mesh-$SIZE.pcap
 mkdir -p "$DIR"
+if ! [[ $RUNS =~ ^[0-9]+$ ]] || ((10#$RUNS < 1)); then
+    echo "compare.sh: RUNS must be a whole number of rounds, at least 1"
+    exit 2
+fi
 
 for tool in python3 tcpdump; do
     command -v "$tool" >/dev/null || { echo "compare.sh: $tool is required"; exit 2; }
@@ -92,7 +96,7 @@ def cpu_times():
     except (OSError, ValueError, IndexError):
         return None
 best = {}
-for round in range(runs):
+for index in range(runs):
     for name, out, err, cmd in jobs:
         s0 = cpu_times()
         t0 = time.monotonic()
@@ -115,7 +119,7 @@ for round in range(runs):
         if name not in best or run[0] < best[name][0]:
             best[name] = run
         with open(rounds_path, "a") as r:
-            r.write(f"{name}\t{round}\t{wall:.4f}\n")
+            r.write(f"{name}\t{index}\t{wall:.4f}\n")
 for name, _, _, _ in jobs:
     wall, cpu, rss, steal = best[name]
     print(f"{name}\t{wall:.3f}\t{cpu:.3f}\t{rss}\t{steal:.1f}")
