@@ -54,18 +54,6 @@ pub struct Ctx {
 }
 
 /// Consumer of a flow's reassembled bytes (implemented by the analyzers).
-/// Bodies of finished flows a table keeps for new flows
-/// ([`FlowTable::report_finished`]): flows end about as often as they start, so a few
-/// suffice; the cap bounds what they hold.
-const SPARE_BODIES: usize = 64;
-
-/// Most deadline entries a table holds with `live` open flows and tombstones before it
-/// drops the stale ones. A rebuild sorts the live ones, so a cap three times what is live
-/// (and a floor for small tables) makes it rare: about once per `3 × live` closes.
-fn deadlines_cap(live: usize) -> usize {
-    4 * live + 4096
-}
-
 pub trait StreamHandler {
     /// Bytes (or a gap) of direction `dir`, in stream order. Says whether it read any of
     /// the bytes or skipped them all unread (for a gap, the answer is not used).
@@ -673,6 +661,18 @@ impl Tomb {
 
 type Hasher = foldhash::fast::RandomState;
 
+/// Bodies of finished flows a table keeps for new flows
+/// ([`FlowTable::report_finished`]): flows end about as often as they start, so a few
+/// suffice; the cap bounds what they hold.
+const SPARE_BODIES: usize = 64;
+
+/// Most deadline entries a table holds with `live` open flows and tombstones before it
+/// drops the stale ones. A rebuild sorts the live ones, so a cap three times what is live
+/// (and a floor for small tables) makes it rare: about once per `3 × live` closes.
+fn deadlines_cap(live: usize) -> usize {
+    4 * live + 4096
+}
+
 /// The flows of one shard.
 pub struct FlowTable<H> {
     cfg: TableConfig,
@@ -1047,7 +1047,7 @@ impl<H: StreamHandler + Default> FlowTable<H> {
 
     /// Hands the flows that have ended so far, in decision order, to `report`, which
     /// gives back each one's body once it has read it: the bodies serve new flows (up to
-    /// [`SPARE_BODIES`] are kept).
+    /// `SPARE_BODIES` are kept).
     pub fn report_finished(&mut self, mut report: impl FnMut(Finished<H>) -> Box<Body<H>>) {
         let mut finished = std::mem::take(&mut self.finished);
         for f in finished.drain(..) {

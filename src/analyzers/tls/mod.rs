@@ -289,7 +289,7 @@ impl TlsAnalyzer {
     }
 
     /// Starts afresh, for a new flow, keeping the directions' buffers (emptied) up to
-    /// [`KEPT_ROOM`] bytes each.
+    /// `KEPT_ROOM` bytes each.
     pub fn reset(&mut self) {
         let mut dirs = [DirState::new(), DirState::new()];
         for (new, old) in dirs.iter_mut().zip(&mut self.dirs) {
