@@ -63,7 +63,8 @@ use prefetch_index::prefetch_index;
 
 use crate::analyzers::ConnAnalyzer;
 use crate::capture::{
-    CaptureError, CaptureReader, ChunkReader, Event, Frame, LinkType, SharedBlock, Timestamp,
+    CaptureError, CaptureReader, ChunkReader, Event, Frame, LinkType, MappedFile, SharedBlock,
+    Timestamp,
 };
 use crate::decode::{self, Endpoint, TcpFlags, TcpSegment};
 use crate::flow::{Ctx, Decided, FlowKey, FlowTable, TableConfig, prefetch_line};
@@ -1339,6 +1340,12 @@ const NO_LIVE: &str = "this build has no live capture; rebuild with \
 /// An opened input, ready to be read on the reader thread.
 enum Source<'r> {
     Capture(CaptureReader<'r>),
+    /// A classic pcap file, read by mapping; `read` follows the offset reached (for the
+    /// progress bar).
+    Mapped {
+        file: MappedFile,
+        read: Arc<AtomicU64>,
+    },
     #[cfg(feature = "live")]
     Live(crate::capture::live::LiveCapture),
 }
@@ -1366,6 +1373,10 @@ fn open(
             if want_progress {
                 *progress = Some(Progress::new(len, Arc::clone(&read)));
             }
+            let f = match MappedFile::open(f) {
+                Ok(file) => return Ok(Source::Mapped { file, read }),
+                Err(f) => f,
+            };
             // No BufReader: pcap-parser reads into its own buffer.
             let src = Counting { inner: f, read };
             CaptureReader::new(src)
@@ -1788,6 +1799,13 @@ fn read_source<K: FnMut(ToPrinter) -> bool>(
     mut reader: Reader<'_, K>,
 ) -> ReadResult {
     let (error, legacy) = match source {
+        Source::Mapped { file, read } => {
+            let res = file.cursor(Some(read)).run(|ev| match ev {
+                Event::Frame(f) => reader.frame(f),
+                Event::Idle => reader.idle(),
+            });
+            (res.err(), true)
+        }
         Source::Capture(mut cr) => {
             let res = cr.run(|ev| match ev {
                 Event::Frame(f) => reader.frame(f),

@@ -19,7 +19,9 @@
 //!   and optional Kubernetes context into per-namespace verdicts, findings and a CI gate.
 //!
 //! [`app`] wires the stages together (one reader, N shard workers); `main` is thin.
-#![forbid(unsafe_code)]
+//!
+//! No `unsafe` code outside `capture/mapped.rs` (mapping a file, and a SIGBUS handler).
+#![deny(unsafe_code)]
 
 pub mod analyzers;
 pub mod app;

@@ -13,22 +13,24 @@ use std::io::{self, Read};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use super::{CaptureError, Event, Frame, LinkType, MAX_RECORD, SharedBlock, Timestamp, is_idle};
+use super::{
+    Bytes, CaptureError, Event, Frame, LinkType, MAX_RECORD, SharedBlock, Timestamp, is_idle,
+};
 
 /// Bytes read at a time (a block's usual size).
 const BLOCK: usize = super::INITIAL_BUFFER;
 /// Blocks kept for reuse once the reader has moved past them.
 const SPARES: usize = 256;
 /// A record header's length.
-const RECORD_HEADER: usize = 16;
+pub(super) const RECORD_HEADER: usize = 16;
 
 /// The fields of a classic pcap header that matter here.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Header {
-    big_endian: bool,
+    pub(super) big_endian: bool,
     /// Timestamp units per second.
-    resolution: u64,
-    link: LinkType,
+    pub(super) resolution: u64,
+    pub(super) link: LinkType,
 }
 
 impl Header {
@@ -57,7 +59,7 @@ impl Header {
 
 /// The four words of a record header (seconds, fraction, captured and original length),
 /// read in one go: one test of the byte order per record, not one per word.
-fn record_words(h: &[u8; RECORD_HEADER], big_endian: bool) -> [u32; 4] {
+pub(super) fn record_words(h: &[u8; RECORD_HEADER], big_endian: bool) -> [u32; 4] {
     let le = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
     let w = [le(0), le(4), le(8), le(12)];
     if big_endian {
@@ -101,7 +103,7 @@ impl<R: Read> LegacyReader<R> {
         LegacyReader {
             source,
             header,
-            buf: Arc::new(first),
+            buf: Arc::new(Bytes::Read(first)),
             pos: unread.start,
             len: unread.end,
             spares: Vec::new(),
@@ -137,7 +139,7 @@ impl<R: Read> LegacyReader<R> {
             self.make_room(need);
             match self
                 .source
-                .read(&mut Arc::make_mut(&mut self.buf)[self.len..])
+                .read(&mut Arc::make_mut(&mut self.buf).vec_mut()[self.len..])
             {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.len += n,
@@ -206,7 +208,7 @@ impl<R: Read> LegacyReader<R> {
         let pending = self.pos..self.len;
         let free = self.buf.len() - self.len;
         match Arc::get_mut(&mut self.buf) {
-            Some(block) if block.len() >= size => {
+            Some(Bytes::Read(block)) if block.len() >= size => {
                 if free >= need.saturating_sub(pending.len()).max(BLOCK / 4) {
                     return;
                 }
@@ -214,7 +216,7 @@ impl<R: Read> LegacyReader<R> {
             }
             _ => {
                 let mut next = self.spare(size);
-                Arc::make_mut(&mut next)[..pending.len()]
+                Arc::make_mut(&mut next).vec_mut()[..pending.len()]
                     .copy_from_slice(&self.buf[pending.clone()]);
                 let old = std::mem::replace(&mut self.buf, next);
                 if self.spares.len() < SPARES && old.len() == BLOCK {
@@ -238,6 +240,6 @@ impl<R: Read> LegacyReader<R> {
         {
             return self.spares.swap_remove(i);
         }
-        Arc::new(vec![0; size])
+        Arc::new(Bytes::Read(vec![0; size]))
     }
 }

@@ -8,7 +8,9 @@
 //!
 //! Classic pcap is split by our own reader (`legacy.rs`) into shared, reference-counted
 //! blocks ([`SharedBlock`]) that consumers may hold instead of copying frames; pcapng
-//! (and pcap's rare "modified" format) goes through pcap-parser.
+//! (and pcap's rare "modified" format) goes through pcap-parser. A classic pcap in a
+//! regular file is read through memory maps instead ([`MappedFile`], `mapped.rs`): its
+//! frames lie in mapped windows of the file, which are shared blocks too.
 //!
 //! A source that may go quiet (a pipe, an interface) reports [`Event::Idle`] when no
 //! data is waiting, so the caller can hand on what it holds and watch the wall clock:
@@ -21,6 +23,9 @@
 mod legacy;
 #[cfg(feature = "live")]
 pub mod live;
+mod mapped;
+
+pub use mapped::{MappedCursor, MappedFile};
 
 use std::fmt;
 use std::io::{self, Read};
@@ -107,10 +112,60 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
-/// A block of read bytes that frames lie in, shared by reference count: holding a clone
-/// keeps a frame's bytes alive after the reader has moved on (it reads into another block
-/// meanwhile), so frames can be handed to other threads without copying them.
-pub type SharedBlock = Arc<Vec<u8>>;
+/// A block of bytes that frames lie in, shared by reference count: holding a clone keeps
+/// a frame's bytes alive after the reader has moved on (it reads into another block or
+/// maps another window meanwhile), so frames can be handed on without copying them.
+pub type SharedBlock = Arc<Bytes>;
+
+/// What a [`SharedBlock`] holds.
+pub enum Bytes {
+    /// Bytes read into memory.
+    Read(Vec<u8>),
+    /// A window of a memory-mapped file.
+    Mapped(mapped::Window),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Read(v) => v,
+            Bytes::Mapped(w) => w,
+        }
+    }
+}
+
+impl fmt::Debug for Bytes {
+    /// The length and kind, never the bytes (they are payloads).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self {
+            Bytes::Read(_) => "read",
+            Bytes::Mapped(_) => "mapped",
+        };
+        write!(f, "Bytes({kind}, {} bytes)", self.len())
+    }
+}
+
+impl Clone for Bytes {
+    /// A copy in memory (of a window too).
+    fn clone(&self) -> Bytes {
+        Bytes::Read(self.to_vec())
+    }
+}
+
+impl Bytes {
+    /// The bytes as a vector to write into (a mapped window is copied first).
+    fn vec_mut(&mut self) -> &mut Vec<u8> {
+        if let Bytes::Mapped(w) = self {
+            *self = Bytes::Read(w.to_vec());
+        }
+        match self {
+            Bytes::Read(v) => v,
+            Bytes::Mapped(_) => unreachable!("a window was replaced by its copy above"),
+        }
+    }
+}
 
 /// One captured frame, borrowed from the reader's buffer.
 #[derive(Clone, Copy, Debug)]
@@ -803,6 +858,91 @@ mod tests {
         let (frames, res) = read_all(&v);
         assert!(frames.is_empty());
         assert!(res.is_err());
+    }
+
+    /// Frames as the mapped reader sees them with windows of `window` bytes, and the
+    /// blocks they came in (held to the end).
+    fn mapped_frames(bytes: &[u8], window: usize) -> (Frames, Result<(), CaptureError>) {
+        use std::io::Write;
+        let mut f = tempfile::NamedTempFile::new().expect("a temporary file");
+        f.write_all(bytes).expect("written");
+        let file = std::fs::File::open(f.path()).expect("opened");
+        let Ok(m) = MappedFile::open(file) else {
+            panic!("a classic pcap file is taken for mapping");
+        };
+        let m = m.with_window(window);
+        let (mut frames, mut held) = (Vec::new(), Vec::new());
+        let res = m.cursor(None).run(|ev| {
+            if let Event::Frame(f) = ev {
+                frames.push((f.number, f.ts, f.link, f.data.to_vec()));
+                let block = f.block.expect("mapped frames lie in windows");
+                let start = f.data.as_ptr() as usize - block.as_ptr() as usize;
+                held.push((Arc::clone(block), start, f.data.len()));
+            }
+            ControlFlow::Continue(())
+        });
+        for ((block, start, len), frame) in held.iter().zip(&frames) {
+            assert_eq!(&block[*start..start + len], &frame.3[..], "a held window");
+        }
+        (frames, res)
+    }
+
+    #[test]
+    fn mapped_reading_gives_what_the_stream_reader_gives() {
+        let mut classic = 0;
+        for path in committed_captures() {
+            let bytes = std::fs::read(&path).expect("readable");
+            if legacy::Header::parse(&bytes).is_none() {
+                let file = std::fs::File::open(&path).expect("opened");
+                assert!(
+                    MappedFile::open(file).is_err(),
+                    "{path:?} is not classic pcap"
+                );
+                continue;
+            }
+            classic += 1;
+            let want = read_all(&bytes);
+            // Windows smaller than a record (every record spans windows), odd sizes, and
+            // the usual one.
+            for window in [1, 100, 4097, 1 << 23] {
+                assert_eq!(mapped_frames(&bytes, window), want, "{path:?}, {window}");
+            }
+            // Cut anywhere: the same frames, and the same error (or a clean end at a
+            // record's end).
+            for cut in [25, 40, bytes.len() / 3, bytes.len() - 1] {
+                let cut = &bytes[..cut.min(bytes.len())];
+                assert_eq!(
+                    mapped_frames(cut, 100),
+                    read_all(cut),
+                    "{path:?} cut at {}",
+                    cut.len()
+                );
+            }
+        }
+        assert!(classic >= 20, "captures/ holds classic pcaps");
+    }
+
+    #[test]
+    fn mapped_reading_rejects_absurd_records_and_takes_only_files() {
+        let mut v = pcap_header(0xa1b2_c3d4, 1, false);
+        for x in [1u32, 0, 0xffff_fff0, 0xffff_fff0] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.extend_from_slice(&[0u8; 100]);
+        assert_eq!(
+            mapped_frames(&v, 100),
+            (Vec::new(), Err(CaptureError::RecordTooLarge { frames: 0 }))
+        );
+        // A header alone: no frames, no error.
+        assert_eq!(mapped_frames(&v[..24], 100), (Vec::new(), Ok(())));
+        // Not a regular file.
+        let dir = std::fs::File::open(".").expect("the current directory");
+        assert!(MappedFile::open(dir).is_err());
+        // Too short for a header.
+        let short = tempfile::NamedTempFile::new().expect("a temporary file");
+        std::fs::write(short.path(), &v[..10]).expect("written");
+        let file = std::fs::File::open(short.path()).expect("opened");
+        assert!(MappedFile::open(file).is_err());
     }
 
     /// Frames as pcap-parser's own classic reader sees them.

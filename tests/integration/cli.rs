@@ -145,6 +145,30 @@ fn output_is_identical_for_any_thread_count() {
     }
 }
 
+/// One file at a time, so that its threads share it (with several files, each file gets
+/// a thread): the reader hands workers frames in the file's mapped windows.
+#[test]
+fn output_of_one_file_is_identical_for_any_thread_count() {
+    let mut shared = 0;
+    for path in all_captures() {
+        let path = path.display().to_string();
+        let run_with = |threads: &str| {
+            let out = run(
+                &["analyze", "--format", "jsonl", "--threads", threads, &path],
+                None,
+            );
+            assert!(out.status.success(), "{path}");
+            out.stdout
+        };
+        let one = run_with("1");
+        for n in ["2", "3"] {
+            assert!(one == run_with(n), "{path}: --threads {n} differs");
+        }
+        shared += usize::from(flows(&one).len() >= 2);
+    }
+    assert!(shared >= 20, "captures with flows to share: {shared}");
+}
+
 #[test]
 fn table_output_has_a_row_per_flow() {
     let f = temp_file(&sample_pcap());
