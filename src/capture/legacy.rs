@@ -22,15 +22,15 @@ const BLOCK: usize = super::INITIAL_BUFFER;
 /// Blocks kept for reuse once the reader has moved past them.
 const SPARES: usize = 256;
 /// A record header's length.
-pub(super) const RECORD_HEADER: usize = 16;
+const RECORD_HEADER: usize = 16;
 
 /// The fields of a classic pcap header that matter here.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Header {
-    pub(super) big_endian: bool,
+    big_endian: bool,
     /// Timestamp units per second.
-    pub(super) resolution: u64,
-    pub(super) link: LinkType,
+    resolution: u64,
+    link: LinkType,
 }
 
 impl Header {
@@ -55,11 +55,49 @@ impl Header {
             link: LinkType(link),
         })
     }
+
+    /// The frame of the record at the start of `rest`, numbered `number`, lying in
+    /// `block`; or how many bytes from `rest`'s start the record needs when `rest` holds
+    /// only part of it (its header, then header and data).
+    #[inline]
+    pub(super) fn frame<'b>(
+        &self,
+        rest: &'b [u8],
+        number: u64,
+        block: &'b SharedBlock,
+    ) -> Result<Result<Frame<'b>, usize>, CaptureError> {
+        let Some(h) = rest.first_chunk::<RECORD_HEADER>() else {
+            return Ok(Err(RECORD_HEADER));
+        };
+        let [secs, frac, caplen, orig_len] = record_words(h, self.big_endian);
+        let caplen = caplen as usize;
+        if caplen > MAX_RECORD {
+            return Err(CaptureError::RecordTooLarge { frames: number - 1 });
+        }
+        let end = RECORD_HEADER + caplen;
+        let Some(data) = rest.get(RECORD_HEADER..end) else {
+            return Ok(Err(end));
+        };
+        Ok(Ok(Frame {
+            number,
+            ts: Timestamp::from_parts(i64::from(secs), u64::from(frac), self.resolution),
+            link: self.link,
+            interface: 0,
+            data,
+            orig_len,
+            block: Some(block),
+        }))
+    }
+}
+
+/// A record's length in the file: its header and captured bytes.
+pub(super) fn record_len(frame: &Frame<'_>) -> usize {
+    RECORD_HEADER + frame.data.len()
 }
 
 /// The four words of a record header (seconds, fraction, captured and original length),
 /// read in one go: one test of the byte order per record, not one per word.
-pub(super) fn record_words(h: &[u8; RECORD_HEADER], big_endian: bool) -> [u32; 4] {
+fn record_words(h: &[u8; RECORD_HEADER], big_endian: bool) -> [u32; 4] {
     let le = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
     let w = [le(0), le(4), le(8), le(12)];
     if big_endian {
@@ -160,39 +198,15 @@ impl<R: Read> LegacyReader<R> {
         &mut self,
         on: &mut impl FnMut(Event<'_, '_>) -> ControlFlow<()>,
     ) -> Result<ControlFlow<(), usize>, CaptureError> {
-        let Header {
-            big_endian,
-            resolution,
-            link,
-        } = self.header;
         loop {
             let rest = &self.buf[self.pos..self.len];
-            let Some(h) = rest.first_chunk::<RECORD_HEADER>() else {
-                return Ok(ControlFlow::Continue(RECORD_HEADER));
-            };
-            let [secs, frac, caplen, orig_len] = record_words(h, big_endian);
-            let caplen = caplen as usize;
-            if caplen > MAX_RECORD {
-                return Err(CaptureError::RecordTooLarge {
-                    frames: self.frames,
-                });
-            }
-            let end = RECORD_HEADER + caplen;
-            let Some(data) = rest.get(RECORD_HEADER..end) else {
-                return Ok(ControlFlow::Continue(end));
+            let frame = match self.header.frame(rest, self.frames + 1, &self.buf)? {
+                Ok(frame) => frame,
+                Err(need) => return Ok(ControlFlow::Continue(need)),
             };
             self.frames += 1;
-            let frame = Frame {
-                number: self.frames,
-                ts: Timestamp::from_parts(i64::from(secs), u64::from(frac), resolution),
-                link,
-                interface: 0,
-                data,
-                orig_len,
-                block: Some(&self.buf),
-            };
             let flow = on(Event::Frame(&frame));
-            self.pos += end;
+            self.pos += record_len(&frame);
             if flow.is_break() {
                 return Ok(ControlFlow::Break(()));
             }

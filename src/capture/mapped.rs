@@ -30,8 +30,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::{Advice, Mmap, MmapOptions};
 
-use super::legacy::{Header, RECORD_HEADER, record_words};
-use super::{Bytes, CaptureError, Event, Frame, MAX_RECORD, SharedBlock, Timestamp};
+use super::legacy::{Header, record_len};
+use super::{Bytes, CaptureError, Event, SharedBlock};
 
 /// Bytes mapped at a time (unless a record needs more).
 const WINDOW: usize = 8 << 20;
@@ -150,58 +150,32 @@ impl MappedCursor<'_> {
         &mut self,
         mut on: impl FnMut(Event<'_, '_>) -> ControlFlow<()>,
     ) -> Result<(), CaptureError> {
-        let Header {
-            big_endian,
-            resolution,
-            link,
-        } = self.file.header;
         loop {
             // The record at `pos`, if the window holds all of it; else how many bytes it
             // needs from `pos` on.
             let at = (self.pos - self.start) as usize;
             let rest = &self.window[at..];
-            let need = match rest.first_chunk::<RECORD_HEADER>() {
-                None => RECORD_HEADER,
-                Some(h) => {
-                    let [secs, frac, caplen, orig_len] = record_words(h, big_endian);
-                    let caplen = caplen as usize;
-                    if caplen > MAX_RECORD {
-                        return Err(CaptureError::RecordTooLarge {
-                            frames: self.frames,
-                        });
+            let need = match self
+                .file
+                .header
+                .frame(rest, self.frames + 1, &self.window)?
+            {
+                Ok(frame) => {
+                    let len = record_len(&frame);
+                    let ahead = (at + len + AHEAD).min(self.window.len());
+                    while self.asked < ahead {
+                        prefetch_index::prefetch_index(&self.window[..], self.asked);
+                        self.asked += LINE;
                     }
-                    let end = RECORD_HEADER + caplen;
-                    match rest.get(RECORD_HEADER..end) {
-                        Some(data) => {
-                            let ahead = (at + end + AHEAD).min(self.window.len());
-                            while self.asked < ahead {
-                                prefetch_index::prefetch_index(&self.window[..], self.asked);
-                                self.asked += LINE;
-                            }
-                            self.frames += 1;
-                            let frame = Frame {
-                                number: self.frames,
-                                ts: Timestamp::from_parts(
-                                    i64::from(secs),
-                                    u64::from(frac),
-                                    resolution,
-                                ),
-                                link,
-                                interface: 0,
-                                data,
-                                orig_len,
-                                block: Some(&self.window),
-                            };
-                            let flow = on(Event::Frame(&frame));
-                            self.pos += end as u64;
-                            if flow.is_break() {
-                                return Ok(());
-                            }
-                            continue;
-                        }
-                        None => end,
+                    self.frames += 1;
+                    let flow = on(Event::Frame(&frame));
+                    self.pos += len as u64;
+                    if flow.is_break() {
+                        return Ok(());
                     }
+                    continue;
                 }
+                Err(need) => need,
             };
             let mapped_to = self.start + self.window.len() as u64;
             if mapped_to >= self.file.len {
