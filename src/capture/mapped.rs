@@ -109,11 +109,13 @@ impl MappedFile {
     /// Maps `len` bytes from `offset` (both within the file).
     fn map(&self, offset: u64, len: usize) -> Result<Mmap, CaptureError> {
         exit_on_sigbus();
-        // SAFETY: the map is read-only and private, and the file is only read while it
-        // lives. Another process may still change or truncate the file meanwhile (no
-        // lock prevents it); a change shows as changed bytes, which the parsers treat as
-        // any untrusted input, and a truncation raises SIGBUS on the next access to a lost
-        // page, which `exit_on_sigbus` turns into an error exit.
+        // SAFETY: the map is read-only, and this process never writes the file. Another
+        // process may still change or truncate it meanwhile, which no lock can prevent
+        // (the caveat of every tool that maps its input; ripgrep documents the same). A
+        // truncation raises SIGBUS on the next access to a lost page, which
+        // `exit_on_sigbus` turns into an error exit. Bytes rewritten in place would
+        // change under the slices the parsers hold: they check every byte they read as
+        // untrusted input, but Rust promises nothing in that case.
         let map = unsafe { MmapOptions::new().offset(offset).len(len).map(&self.file) };
         let map = map.map_err(|e| CaptureError::Io(format!("cannot map the file: {e}")))?;
         // Read ahead generously when the file is not in the page cache.
@@ -137,11 +139,6 @@ pub struct MappedCursor<'f> {
 }
 
 impl MappedCursor<'_> {
-    /// Frames delivered so far.
-    pub fn frames(&self) -> u64 {
-        self.frames
-    }
-
     /// Reports every frame until the end of the file (as it was when opened) or until
     /// `on` breaks. Frames lie in the current window, a shared block. Returns `Ok(())` at
     /// a clean end or a break, else the error that stopped reading (frames before it were
