@@ -848,13 +848,19 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn absurd_record_length_is_an_error_not_an_allocation() {
+    /// A classic pcap whose one record announces a length of nearly 4 GiB.
+    fn absurd_record_pcap() -> Vec<u8> {
         let mut v = pcap_header(0xa1b2_c3d4, 1, false);
         for x in [1u32, 0, 0xffff_fff0, 0xffff_fff0] {
             v.extend_from_slice(&x.to_le_bytes());
         }
         v.extend_from_slice(&[0u8; 100]);
+        v
+    }
+
+    #[test]
+    fn absurd_record_length_is_an_error_not_an_allocation() {
+        let v = absurd_record_pcap();
         let (frames, res) = read_all(&v);
         assert!(frames.is_empty());
         assert!(res.is_err());
@@ -924,11 +930,7 @@ mod tests {
 
     #[test]
     fn mapped_reading_rejects_absurd_records_and_takes_only_files() {
-        let mut v = pcap_header(0xa1b2_c3d4, 1, false);
-        for x in [1u32, 0, 0xffff_fff0, 0xffff_fff0] {
-            v.extend_from_slice(&x.to_le_bytes());
-        }
-        v.extend_from_slice(&[0u8; 100]);
+        let v = absurd_record_pcap();
         assert_eq!(
             mapped_frames(&v, 100),
             (Vec::new(), Err(CaptureError::RecordTooLarge { frames: 0 }))
