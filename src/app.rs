@@ -587,6 +587,14 @@ struct Reader<'s, K> {
 }
 
 impl<K: FnMut(ToPrinter) -> bool> Reader<'_, K> {
+    /// Takes what a source reports: a frame, or that it has nothing waiting.
+    fn event(&mut self, ev: Event<'_, '_>) -> ControlFlow<()> {
+        match ev {
+            Event::Frame(f) => self.frame(f),
+            Event::Idle => self.idle(),
+        }
+    }
+
     fn frame(&mut self, frame: &Frame<'_>) -> ControlFlow<()> {
         self.frames = frame.number;
         self.counts.frame(frame.link);
@@ -1800,25 +1808,16 @@ fn read_source<K: FnMut(ToPrinter) -> bool>(
 ) -> ReadResult {
     let (error, legacy) = match source {
         Source::Mapped { file, read } => {
-            let res = file.cursor(Some(read)).run(|ev| match ev {
-                Event::Frame(f) => reader.frame(f),
-                Event::Idle => reader.idle(),
-            });
+            let res = file.cursor(Some(read)).run(|ev| reader.event(ev));
             (res.err(), true)
         }
         Source::Capture(mut cr) => {
-            let res = cr.run(|ev| match ev {
-                Event::Frame(f) => reader.frame(f),
-                Event::Idle => reader.idle(),
-            });
+            let res = cr.run(|ev| reader.event(ev));
             (res.err(), cr.is_legacy_pcap())
         }
         #[cfg(feature = "live")]
         Source::Live(mut live) => {
-            let res = live.run(|ev| match ev {
-                Event::Frame(f) => reader.frame(f),
-                Event::Idle => reader.idle(),
-            });
+            let res = live.run(|ev| reader.event(ev));
             reader.counts.dropped = live.drops().map(|d| Drops {
                 kernel: d.kernel,
                 interface: d.interface,
