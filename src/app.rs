@@ -229,6 +229,15 @@ struct Batch {
 }
 
 impl Batch {
+    /// An empty batch with room for `segs` segments: a batch grown from nothing copies
+    /// its segments at every doubling, and the first batches of an input are all new.
+    fn with_room(segs: usize) -> Batch {
+        Batch {
+            segs: Vec::with_capacity(segs),
+            ..Batch::default()
+        }
+    }
+
     fn push(
         &mut self,
         (key, src_is_lo): (FlowKey, bool),
@@ -336,6 +345,15 @@ impl Returns {
             // A shard that does not keep up frees nothing here: the group is dropped
             // (freed from this thread) rather than waited for.
             let _ = tx.try_send(std::mem::take(held));
+        }
+    }
+
+    /// Sends back the groups not yet full (the workers wait for them once they are done).
+    fn flush(&mut self) {
+        for (tx, held) in self.to.iter().zip(&mut self.held) {
+            if !held.is_empty() {
+                let _ = tx.try_send(std::mem::take(held));
+            }
         }
     }
 }
@@ -684,7 +702,7 @@ impl<K: FnMut(ToPrinter) -> bool> Reader<'_, K> {
                 .spent
                 .as_ref()
                 .and_then(|r| r.try_recv().ok())
-                .unwrap_or_default();
+                .unwrap_or_else(|| Batch::with_room(BATCH));
             let mut full = std::mem::replace(b, fresh);
             full.clock = self.clock;
             full.frame = self.frames;
@@ -759,6 +777,13 @@ fn worker(ch: WorkerChannels, mut shard: Shard) {
         upto: Decided::END,
     });
     let _ = ch.to_printer.send(ToPrinter::Done { stats });
+    // Records are still coming back (those of the flows open at the end are all written
+    // after this): free them here, in parallel and where they were allocated, rather than
+    // on the printer's thread, until the printer is done.
+    drop(ch.to_printer);
+    for spent in ch.returned {
+        shard.out.recycle(spent);
+    }
 }
 
 /// Merges the workers' records by decision and writes them.
@@ -1644,7 +1669,13 @@ fn pipeline(
     let new_reader = |senders: Vec<SyncSender<Batch>>, spent: Option<Receiver<Batch>>| Reader {
         // One for the inline shard when there are no workers.
         batches: (0..senders.len().max(1))
-            .map(|_| Batch::default())
+            .map(|_| {
+                Batch::with_room(if senders.is_empty() {
+                    INLINE_FLUSH
+                } else {
+                    BATCH
+                })
+            })
             .collect(),
         spent,
         shards: senders.len().max(1),
@@ -1911,6 +1942,7 @@ impl PrintState {
         self.pairer.advance(None, &mut self.ready);
         let (ready, summary, returns) = (&mut self.ready, &mut self.summary, &mut self.returns);
         printer.group(|printer| emit(printer, ready, summary, returns))?;
+        returns.flush();
         Ok((self.summary, self.stats))
     }
 }
