@@ -384,6 +384,8 @@ struct Shard {
     /// touches no other core's cache line).
     capture: Arc<str>,
     early: bool,
+    /// Bytes at a payload's end that reassembly may copy (its retransmission window).
+    tail: usize,
     out: Outbox,
 }
 
@@ -439,6 +441,7 @@ impl Shard {
             table: FlowTable::new(table),
             capture: Arc::from(name),
             early: cfg.early,
+            tail: cfg.table.limits.retransmit_window,
             out: Outbox {
                 index,
                 jsonl: cfg.format == Format::Jsonl,
@@ -509,7 +512,7 @@ impl Shard {
             if let Some(a) = segs.get(i + STREAM_AHEAD) {
                 let hash = hashes[(i + STREAM_AHEAD) % HASHES];
                 self.table.prefetch_stream(hash, a.src_is_lo);
-                prefetch_index(batch.payload(a), 0);
+                prefetch_payload(batch.payload(a), self.tail);
             }
             let hash = hashes[i % HASHES];
             let (src, dst) = m.key.endpoints(m.src_is_lo);
@@ -562,6 +565,37 @@ impl Shard {
             late: self.table.late_packets(),
         }
     }
+}
+
+/// Hints the lines of a payload that its segment's processing reads: the first (where
+/// the analyzers look) and those of the last `tail` bytes, which reassembly copies to
+/// compare retransmissions against. With worker threads the payload was last read on the
+/// reader's core; a line not hinted is fetched from there when it is needed.
+#[inline]
+fn prefetch_payload(payload: &[u8], tail: usize) {
+    if payload.is_empty() {
+        return;
+    }
+    prefetch_index(payload, 0);
+    for at in tail_lines(payload.as_ptr() as usize, payload.len(), tail) {
+        prefetch_index(payload, at);
+    }
+}
+
+/// Of `len` bytes at address `base`, the index of one byte in each cache line that holds
+/// one of the last `tail` bytes.
+fn tail_lines(base: usize, len: usize, tail: usize) -> impl Iterator<Item = usize> {
+    const LINE: usize = 64;
+    let (start, end) = (base + len - tail.min(len), base + len);
+    // The line of the tail's first byte (none when the tail is empty).
+    let first = if start < end {
+        start & !(LINE - 1)
+    } else {
+        end
+    };
+    (first..end)
+        .step_by(LINE)
+        .map(move |line| line.saturating_sub(base))
 }
 
 /// `end` of a record written when the handshake was decided (`--early`).
@@ -2290,6 +2324,27 @@ mod tests {
 
     /// More lines than one vectored write takes (1024), each write ending mid-line: all
     /// are written, in order.
+    #[test]
+    fn tail_lines_hit_each_line_of_the_tail_once() {
+        for base in 0..130 {
+            for len in 0..300 {
+                for tail in [0, 1, 63, 64, 65, 512] {
+                    let got: Vec<usize> = tail_lines(base, len, tail).collect();
+                    let lines: Vec<usize> = got.iter().map(|i| (base + i) / 64).collect();
+                    let want: std::collections::BTreeSet<usize> = (len - tail.min(len)..len)
+                        .map(|i| (base + i) / 64)
+                        .collect();
+                    assert!(got.iter().all(|&i| i < len), "{base} {len} {tail}: {got:?}");
+                    assert_eq!(
+                        lines,
+                        want.into_iter().collect::<Vec<_>>(),
+                        "{base} {len} {tail}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn lines_survive_short_vectored_writes() {
         let lines: Vec<Vec<u8>> = (0..2000)
