@@ -398,6 +398,9 @@ struct Outbox {
     lines: Vec<Vec<u8>>,
 }
 
+/// Bytes of the next line buffer hinted (a line is ~2 KB).
+const LINE_HINT: usize = 4096;
+
 impl Outbox {
     /// Line buffers kept for reuse.
     const LINES: usize = 256;
@@ -408,6 +411,14 @@ impl Outbox {
             let mut v = self.lines.pop().unwrap_or_else(|| Vec::with_capacity(2048));
             report::json::write_flow(&mut v, &record);
             v.push(b'\n');
+            // The next record is written into the next buffer: it came back from the
+            // printer long ago and is cold by now (with worker threads); hint its lines.
+            if let Some(next) = self.lines.last_mut() {
+                let room = next.spare_capacity_mut();
+                for at in (0..room.len().min(LINE_HINT)).step_by(64) {
+                    prefetch_index(&*room, at);
+                }
+            }
             v
         });
         self.records.push(Out {
