@@ -400,6 +400,8 @@ struct Outbox {
 
 /// Bytes of the next line buffer hinted (a line is ~2 KB).
 const LINE_HINT: usize = 4096;
+/// The cache line, the unit of a hint.
+const CACHE_LINE: usize = 64;
 
 impl Outbox {
     /// Line buffers kept for reuse.
@@ -415,7 +417,7 @@ impl Outbox {
             // printer long ago and is cold by now (with worker threads); hint its lines.
             if let Some(next) = self.lines.last_mut() {
                 let room = next.spare_capacity_mut();
-                for at in (0..room.len().min(LINE_HINT)).step_by(64) {
+                for at in (0..room.len().min(LINE_HINT)).step_by(CACHE_LINE) {
                     prefetch_index(&*room, at);
                 }
             }
@@ -596,16 +598,15 @@ fn prefetch_payload(payload: &[u8], tail: usize) {
 /// Of `len` bytes at address `base`, the index of one byte in each cache line that holds
 /// one of the last `tail` bytes.
 fn tail_lines(base: usize, len: usize, tail: usize) -> impl Iterator<Item = usize> {
-    const LINE: usize = 64;
     let (start, end) = (base + len - tail.min(len), base + len);
     // The line of the tail's first byte (none when the tail is empty).
     let first = if start < end {
-        start & !(LINE - 1)
+        start & !(CACHE_LINE - 1)
     } else {
         end
     };
     (first..end)
-        .step_by(LINE)
+        .step_by(CACHE_LINE)
         .map(move |line| line.saturating_sub(base))
 }
 
@@ -2333,17 +2334,15 @@ mod tests {
         }
     }
 
-    /// More lines than one vectored write takes (1024), each write ending mid-line: all
-    /// are written, in order.
     #[test]
     fn tail_lines_hit_each_line_of_the_tail_once() {
         for base in 0..130 {
             for len in 0..300 {
                 for tail in [0, 1, 63, 64, 65, 512] {
                     let got: Vec<usize> = tail_lines(base, len, tail).collect();
-                    let lines: Vec<usize> = got.iter().map(|i| (base + i) / 64).collect();
+                    let lines: Vec<usize> = got.iter().map(|i| (base + i) / CACHE_LINE).collect();
                     let want: std::collections::BTreeSet<usize> = (len - tail.min(len)..len)
-                        .map(|i| (base + i) / 64)
+                        .map(|i| (base + i) / CACHE_LINE)
                         .collect();
                     assert!(got.iter().all(|&i| i < len), "{base} {len} {tail}: {got:?}");
                     assert_eq!(
@@ -2356,6 +2355,8 @@ mod tests {
         }
     }
 
+    /// More lines than one vectored write takes (1024), each write ending mid-line: all
+    /// are written, in order.
     #[test]
     fn lines_survive_short_vectored_writes() {
         let lines: Vec<Vec<u8>> = (0..2000)
