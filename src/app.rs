@@ -63,8 +63,8 @@ use prefetch_index::prefetch_index;
 
 use crate::analyzers::ConnAnalyzer;
 use crate::capture::{
-    CaptureError, CaptureReader, ChunkReader, Event, Frame, LinkType, MappedFile, SharedBlock,
-    Timestamp,
+    CACHE_LINE, CaptureError, CaptureReader, ChunkReader, Event, Frame, LinkType, MappedFile,
+    SharedBlock, Timestamp,
 };
 use crate::decode::{self, Endpoint, TcpFlags, TcpSegment};
 use crate::flow::{Ctx, Decided, FlowKey, FlowTable, TableConfig, prefetch_line};
@@ -400,8 +400,6 @@ struct Outbox {
 
 /// Bytes of the next line buffer hinted (a line is ~2 KB).
 const LINE_HINT: usize = 4096;
-/// The cache line, the unit of a hint.
-const CACHE_LINE: usize = 64;
 
 impl Outbox {
     /// Line buffers kept for reuse.
@@ -416,9 +414,10 @@ impl Outbox {
             // The next record is written into the next buffer: it came back from the
             // printer long ago and is cold by now (with worker threads); hint its lines.
             if let Some(next) = self.lines.last_mut() {
-                let room = next.spare_capacity_mut();
-                for at in (0..room.len().min(LINE_HINT)).step_by(CACHE_LINE) {
-                    prefetch_index(&*room, at);
+                let room = &next.spare_capacity_mut()[..];
+                let len = room.len().min(LINE_HINT);
+                for at in lines_of_tail(room.as_ptr() as usize, len, len) {
+                    prefetch_index(room, at);
                 }
             }
             v
@@ -590,14 +589,14 @@ fn prefetch_payload(payload: &[u8], tail: usize) {
         return;
     }
     prefetch_index(payload, 0);
-    for at in tail_lines(payload.as_ptr() as usize, payload.len(), tail) {
+    for at in lines_of_tail(payload.as_ptr() as usize, payload.len(), tail) {
         prefetch_index(payload, at);
     }
 }
 
 /// Of `len` bytes at address `base`, the index of one byte in each cache line that holds
 /// one of the last `tail` bytes.
-fn tail_lines(base: usize, len: usize, tail: usize) -> impl Iterator<Item = usize> {
+fn lines_of_tail(base: usize, len: usize, tail: usize) -> impl Iterator<Item = usize> {
     let (start, end) = (base + len - tail.min(len), base + len);
     // The line of the tail's first byte (none when the tail is empty).
     let first = if start < end {
@@ -2335,11 +2334,11 @@ mod tests {
     }
 
     #[test]
-    fn tail_lines_hit_each_line_of_the_tail_once() {
+    fn lines_of_tail_hit_each_line_of_the_tail_once() {
         for base in 0..130 {
             for len in 0..300 {
                 for tail in [0, 1, 63, 64, 65, 512] {
-                    let got: Vec<usize> = tail_lines(base, len, tail).collect();
+                    let got: Vec<usize> = lines_of_tail(base, len, tail).collect();
                     let lines: Vec<usize> = got.iter().map(|i| (base + i) / CACHE_LINE).collect();
                     let want: std::collections::BTreeSet<usize> = (len - tail.min(len)..len)
                         .map(|i| (base + i) / CACHE_LINE)

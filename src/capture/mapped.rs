@@ -37,8 +37,8 @@ use super::{Bytes, CaptureError, Event, SharedBlock};
 const WINDOW: usize = 8 << 20;
 /// How far ahead of the record being read its lines are asked for.
 const AHEAD: usize = 4096;
-/// A cache line.
-const LINE: usize = 64;
+/// A cache line: the unit of a prefetch hint (here and in the workers).
+pub const CACHE_LINE: usize = 64;
 
 /// A mapped window of a file.
 pub struct Window(Mmap);
@@ -162,7 +162,7 @@ impl MappedCursor<'_> {
                     let ahead = (at + len + AHEAD).min(self.window.len());
                     while self.asked < ahead {
                         prefetch_index::prefetch_index(&self.window[..], self.asked);
-                        self.asked += LINE;
+                        self.asked += CACHE_LINE;
                     }
                     self.frames += 1;
                     let flow = on(Event::Frame(&frame));

@@ -25,7 +25,7 @@ mod legacy;
 pub mod live;
 mod mapped;
 
-pub use mapped::{MappedCursor, MappedFile};
+pub use mapped::{CACHE_LINE, MappedCursor, MappedFile};
 
 use std::fmt;
 use std::io::{self, Read};
