@@ -1,6 +1,7 @@
 //! Streams: flows printed while the input is still open, a capture clock that follows the
 //! wall clock on a quiet pipe, Ctrl-C, a stream cut mid-record, `--early`, and output that
-//! is the same for any thread count and for a file or the same bytes on stdin.
+//! is the same for any thread count and for a file or the same bytes on stdin; and the
+//! process running without transparent huge pages.
 //!
 //! No test here measures time. Where a test waits for output, [`STUCK`] only guards against
 //! hanging forever.
@@ -64,6 +65,26 @@ fn a_flow_is_printed_when_decided_while_stdin_stays_open() {
     let (status, rest, err) = m.finish();
     assert!(status.success(), "{err}");
     check_rest(&rest);
+}
+
+/// The process runs without transparent huge pages (src/main.rs, `no_huge_pages`): the
+/// kernel's own report of a running analysis says so.
+#[cfg(all(feature = "mimalloc", target_os = "linux"))]
+#[test]
+fn the_process_runs_without_transparent_huge_pages() {
+    let mut m = Live::start(&["analyze", "--format", "jsonl", "-"]);
+    m.feed(&a_then_b_syn());
+    check_a(&m.next_json()); // the analysis is running: main's setup is done
+    let status = std::fs::read_to_string(format!("/proc/{}/status", m.child.id()))
+        .expect("read the process's status");
+    let thp = status.lines().find_map(|l| l.strip_prefix("THP_enabled:"));
+    m.close_stdin();
+    let (exit, _, err) = m.finish();
+    assert!(exit.success(), "{err}");
+    // Kernels before 5.0 do not report it (nor, mostly, honour the switch).
+    if let Some(thp) = thp {
+        assert_eq!(thp.trim(), "0", "{status}");
+    }
 }
 
 /// The issue's own check: a capture piped through `tcpdump -r … -w -`.
