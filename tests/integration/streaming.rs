@@ -81,7 +81,7 @@ fn the_process_runs_without_transparent_huge_pages() {
     m.close_stdin();
     let (exit, _, err) = m.finish();
     assert!(exit.success(), "{err}");
-    // Kernels before 5.0 do not report it (nor, mostly, honour the switch).
+    // Kernels before 5.0 do not report it.
     if let Some(thp) = thp {
         assert_eq!(thp.trim(), "0", "{status}");
     }
