@@ -69,7 +69,10 @@ cat "$FILE" > /dev/null
 # run's wall time by round in $ROUNDS. Rounds rather than one command's runs back to
 # back: on a machine whose speed drifts (a shared VM), every command then sees the same
 # drift, and a ratio of two commands' times in the same round compares runs made under
-# the same conditions; the steal says how much drift there was.
+# the same conditions; the steal says how much drift there was. Before every run the
+# file is read once more, untimed: a VM's page cache may not keep it (one guest here
+# dropped ~6 MB of it a second while idle), and each run should find it all cached, as
+# the first did.
 RESULTS=$DIR/results.txt
 ROUNDS=$DIR/rounds.txt
 : > "$RESULTS"
@@ -77,9 +80,9 @@ ROUNDS=$DIR/rounds.txt
 time_rounds() {
     local runs=$1
     shift
-    python3 - "$ROUNDS" "$runs" "$@" >> "$RESULTS" <<'EOF'
+    python3 - "$ROUNDS" "$FILE" "$runs" "$@" >> "$RESULTS" <<'EOF'
 import os, sys, time
-rounds_path, runs, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+rounds_path, capture, runs, args = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 jobs = []
 while args:
     end = args.index("---")
@@ -95,9 +98,16 @@ def cpu_times():
         return sum(v[:8]), v[7]
     except (OSError, ValueError, IndexError):
         return None
+def warm():
+    # Reads the capture through, so that the run finds it in the page cache.
+    buf = bytearray(1 << 20)
+    with open(capture, "rb", buffering=0) as f:
+        while f.readinto(buf):
+            pass
 best = {}
 for index in range(runs):
     for name, out, err, cmd in jobs:
+        warm()
         s0 = cpu_times()
         t0 = time.monotonic()
         pid = os.fork()
