@@ -59,9 +59,6 @@ echo "== $FILE: $META_bytes bytes, $META_packets packets, $META_flows flows," \
 DECODE_AS=()
 for p in ${META_tls_ports//,/ }; do DECODE_AS+=(-d "tcp.port==$p,tls"); done
 
-echo "== warming the page cache"
-cat "$FILE" > /dev/null
-
 # time_rounds RUNS [NAME OUTFILE ERRFILE CMD... ---]...: runs the commands in rounds, each
 # once per round in the order given; reports for each its best wall time, with that run's
 # CPU time, peak RSS and steal (the share of the machine's CPU time that its hypervisor
@@ -70,9 +67,9 @@ cat "$FILE" > /dev/null
 # back: on a machine whose speed drifts (a shared VM), every command then sees the same
 # drift, and a ratio of two commands' times in the same round compares runs made under
 # the same conditions; the steal says how much drift there was. Before every run the
-# file is read once more, untimed: a VM's page cache may not keep it (one guest here
-# dropped ~6 MB of it a second while idle), and each run should find it all cached, as
-# the first did.
+# file is read through, untimed, so that the run finds it all in the page cache: a VM's
+# page cache may not keep it between runs (one guest here dropped ~6 MB of it a second
+# while idle).
 RESULTS=$DIR/results.txt
 ROUNDS=$DIR/rounds.txt
 : > "$RESULTS"
